@@ -1,0 +1,64 @@
+//! The server's side of every server function. The `deskproof` server crate implements
+//! [`Backend`] and puts it in the Leptos context; server functions stay thin and only hand over.
+use std::sync::Arc;
+
+use tower_sessions::Session;
+
+use crate::model::CurrentUser;
+
+/// An error a server function may show to the person who asked.
+#[derive(Debug, Clone)]
+pub enum BackendError {
+    /// Not signed in, or the session expired.
+    Unauthenticated,
+    /// Signed in, but the role does not allow this.
+    Forbidden,
+    /// The input was wrong; the message says how, in words fit for the page.
+    Invalid(String),
+    /// Something failed inside; details are in the server log only.
+    Internal,
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendError::Unauthenticated => f.write_str("Please sign in."),
+            BackendError::Forbidden => f.write_str("You are not allowed to do that."),
+            BackendError::Invalid(msg) => f.write_str(msg),
+            BackendError::Internal => {
+                f.write_str("Something went wrong on the server. Please try again.")
+            }
+        }
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    async fn current_user(&self, session: &Session) -> BackendResult<Option<CurrentUser>>;
+    async fn sign_in(
+        &self,
+        session: &Session,
+        username: &str,
+        password: &str,
+    ) -> BackendResult<CurrentUser>;
+    async fn sign_out(&self, session: &Session) -> BackendResult<()>;
+}
+
+pub type SharedBackend = Arc<dyn Backend>;
+
+/// The backend and session of the request being served.
+pub async fn request_context() -> Result<(SharedBackend, Session), leptos::prelude::ServerFnError> {
+    use leptos::prelude::*;
+    let backend = use_context::<SharedBackend>()
+        .ok_or_else(|| ServerFnError::new("server is missing its backend"))?;
+    let session: Session = leptos_axum::extract().await?;
+    Ok((backend, session))
+}
+
+impl From<BackendError> for leptos::prelude::ServerFnError {
+    fn from(e: BackendError) -> Self {
+        leptos::prelude::ServerFnError::new(e.to_string())
+    }
+}

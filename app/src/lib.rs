@@ -1,0 +1,20 @@
+//! deskproof's user interface: pages rendered on the server and hydrated in the browser.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod model;
+pub mod pages;
+mod shell;
+
+#[cfg(feature = "ssr")]
+pub mod backend;
+
+pub use shell::{shell, App};
+
+/// Entry point of the WebAssembly bundle: attaches the client to the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

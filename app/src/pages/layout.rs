@@ -1,0 +1,69 @@
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+
+use crate::api::{whoami, SignOut};
+use crate::model::{CurrentUser, Role};
+
+/// The frame of every signed-in page: header with navigation and sign-out, then the content.
+/// Anyone without a session is sent to the sign-in page.
+#[component]
+pub fn SignedIn<F, V>(children: F) -> impl IntoView
+where
+    F: Fn(CurrentUser) -> V + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    let user = Resource::new(|| (), |_| whoami());
+    let children = std::sync::Arc::new(children);
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || {
+                let children = children.clone();
+                user.get()
+                    .map(move |u| match u {
+                        Ok(Some(u)) => {
+                            view! {
+                                <Header user=u.clone() />
+                                <main class="content">{children(u)}</main>
+                            }
+                                .into_any()
+                        }
+                        Ok(None) => view! { <Redirect path="/signin" /> }.into_any(),
+                        Err(e) => {
+                            view! {
+                                <p class="error">{crate::api::error_text(&e)}</p>
+                            }
+                                .into_any()
+                        }
+                    })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Header(user: CurrentUser) -> impl IntoView {
+    let sign_out = ServerAction::<SignOut>::new();
+    let is_admin = user.role == Role::Admin;
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">
+                <img src="/logo.svg" alt="" width="28" height="28" />
+                <span>"deskproof"</span>
+            </a>
+            <nav>
+                <a href="/">"Verifications"</a>
+                <Show when=move || is_admin>
+                    <a href="/settings">"Settings"</a>
+                    <a href="/audit">"Audit log"</a>
+                </Show>
+            </nav>
+            <div class="who">
+                <span class="user" data-testid="current-user">{user.display_name.clone()}</span>
+                <span class="role">{user.role.as_str()}</span>
+                <ActionForm action=sign_out>
+                    <button type="submit" class="link">"Sign out"</button>
+                </ActionForm>
+            </div>
+        </header>
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per page, named after what the person sees.
+pub mod home;
+pub mod layout;
+pub mod not_found;
+pub mod signin;

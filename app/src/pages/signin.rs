@@ -1,0 +1,61 @@
+use leptos::prelude::*;
+
+use crate::api::{error_text, SignIn};
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let sign_in = ServerAction::<SignIn>::new();
+    let show_password = RwSignal::new(false);
+    let error = move || {
+        sign_in
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| error_text(&e))
+    };
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = sign_in.value().get() {
+            let navigate = leptos_router::hooks::use_navigate();
+            navigate("/", Default::default());
+        }
+    });
+    view! {
+        <main class="centered signin">
+            <div class="card">
+                <div class="brand large">
+                    <img src="/logo.svg" alt="" width="40" height="40" />
+                    <span>"deskproof"</span>
+                </div>
+                <h1>"Sign in"</h1>
+                <ActionForm action=sign_in>
+                    <label for="username">"Username"</label>
+                    <input id="username" name="username" autocomplete="username" required />
+                    <label for="password">"Password"</label>
+                    <div class="password-row">
+                        <input
+                            id="password"
+                            name="password"
+                            autocomplete="current-password"
+                            required
+                            type=move || if show_password.get() { "text" } else { "password" }
+                        />
+                        <button
+                            type="button"
+                            class="secondary"
+                            data-testid="toggle-password"
+                            on:click=move |_| show_password.update(|s| *s = !*s)
+                        >
+                            {move || if show_password.get() { "Hide" } else { "Show" }}
+                        </button>
+                    </div>
+                    <Show when=move || error().is_some()>
+                        <p class="error" role="alert">{error}</p>
+                    </Show>
+                    <button type="submit" class="primary" disabled=move || sign_in.pending().get()>
+                        "Sign in"
+                    </button>
+                </ActionForm>
+            </div>
+        </main>
+    }
+}

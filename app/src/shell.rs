@@ -1,0 +1,42 @@
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+use crate::pages::{home::HomePage, not_found::NotFound, signin::SignInPage};
+
+/// The HTML document around every page.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="deskproof" href="/pkg/deskproof.css" />
+        <Title text="deskproof" />
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=path!("/") view=HomePage />
+                <Route path=path!("/signin") view=SignInPage />
+            </Routes>
+        </Router>
+    }
+}

@@ -1,0 +1,65 @@
+//! The server side of the UI's server functions.
+use app::backend::{Backend, BackendError, BackendResult};
+use app::model::CurrentUser;
+use tower_sessions::Session;
+
+use crate::auth::{self, AuthError, SESSION_USER_KEY};
+use crate::storage::Store;
+
+pub struct AppBackend {
+    pub store: Store,
+}
+
+fn internal(e: impl std::fmt::Display) -> BackendError {
+    tracing::error!(error = %e, "server function failed");
+    BackendError::Internal
+}
+
+#[async_trait::async_trait]
+impl Backend for AppBackend {
+    async fn current_user(&self, session: &Session) -> BackendResult<Option<CurrentUser>> {
+        let Some(id) = session
+            .get::<i64>(SESSION_USER_KEY)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        match self.store.user_by_id(id).await.map_err(internal)? {
+            Some(user) if !user.disabled => Ok(Some(auth::current_user(&user))),
+            _ => {
+                session.flush().await.map_err(internal)?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn sign_in(
+        &self,
+        session: &Session,
+        username: &str,
+        password: &str,
+    ) -> BackendResult<CurrentUser> {
+        match auth::check_credentials(&self.store, username, password).await {
+            Ok(user) => {
+                // A new session id at sign-in, so a planted id never becomes authenticated.
+                session.cycle_id().await.map_err(internal)?;
+                session
+                    .insert(SESSION_USER_KEY, user.id)
+                    .await
+                    .map_err(internal)?;
+                tracing::info!(user.id = user.id, "signed in");
+                Ok(auth::current_user(&user))
+            }
+            Err(e @ (AuthError::BadCredentials | AuthError::Disabled)) => {
+                tracing::info!("sign-in refused");
+                Err(BackendError::Invalid(e.to_string()))
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn sign_out(&self, session: &Session) -> BackendResult<()> {
+        session.flush().await.map_err(internal)
+    }
+}

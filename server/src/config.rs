@@ -1,0 +1,177 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `DESKPROOF_*` variables.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// The address people and PSAs use to reach deskproof; links in notes start with it.
+    pub public_url: String,
+    /// `sqlite://path` (the default, a file under `./data/`) or `postgres://…`.
+    pub database_url: String,
+    /// Folder with the compiled WebAssembly bundle, the stylesheet and the images.
+    pub site_root: PathBuf,
+    pub log_format: LogFormat,
+    /// Mark the session cookie `Secure`. Unset: on when `public_url` is https.
+    pub secure_cookies: Option<bool>,
+    /// Minutes of inactivity after which a session ends.
+    pub session_minutes: i64,
+    /// Key that encrypts stored secrets and signs links (base64 of 32 bytes).
+    pub master_key: Option<Secret>,
+    /// File holding the master key, used when `master_key` is not set.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Defaults that need no file at all.
+#[derive(Serialize)]
+struct Defaults {
+    bind: &'static str,
+    public_url: &'static str,
+    database_url: &'static str,
+    site_root: &'static str,
+    log_format: LogFormat,
+    session_minutes: i64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            bind: "127.0.0.1:3000",
+            public_url: "http://127.0.0.1:3000",
+            database_url: "sqlite://data/deskproof.db",
+            site_root: "target/site",
+            log_format: LogFormat::Text,
+            session_minutes: 480,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads the configuration. `file` is the `--config` argument; without it, `deskproof.toml`
+    /// in the working folder is read when present.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file("deskproof.toml")),
+        }
+        figment = figment.merge(Env::prefixed("DESKPROOF_").ignore(&["config"]));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.public_url)
+            .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid(
+                "public_url must start with http:// or https://".into(),
+            ));
+        }
+        if self.session_minutes <= 0 {
+            return Err(ConfigError::Invalid(
+                "session_minutes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn public_url_is_https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    pub fn cookies_secure(&self) -> bool {
+        self.secure_cookies
+            .unwrap_or_else(|| self.public_url_is_https())
+    }
+
+    /// A configuration for tests and tools: defaults with the given database.
+    pub fn for_database(database_url: impl Into<String>) -> Config {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: "http://127.0.0.1:3000".into(),
+            database_url: database_url.into(),
+            site_root: PathBuf::from("target/site"),
+            log_format: LogFormat::Text,
+            secure_cookies: None,
+            session_minutes: 480,
+            master_key: None,
+            master_key_file: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        figment::Jail::expect_with(|_jail| {
+            let c = Config::load(None).expect("defaults load");
+            assert_eq!(c.bind.to_string(), "127.0.0.1:3000");
+            assert_eq!(c.database_url, "sqlite://data/deskproof.db");
+            assert!(!c.cookies_secure());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "deskproof.toml",
+                "public_url = \"https://desk.example.net\"\nsession_minutes = 60\n",
+            )?;
+            jail.set_env("DESKPROOF_SESSION_MINUTES", "30");
+            let c = Config::load(None).expect("load");
+            assert_eq!(c.public_url, "https://desk.example.net");
+            assert_eq!(c.session_minutes, 30);
+            assert!(c.cookies_secure());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_is_a_clear_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DESKPROOF_PUBLIC_URL", "ftp://x");
+            let err = Config::load(None).expect_err("must fail");
+            assert!(err.to_string().contains("public_url"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_named_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/deskproof.toml"))).expect_err("fail");
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+}

@@ -1,0 +1,1 @@
+//! Duo Security APIs: request signing, the Auth, Admin and Accounts API client.

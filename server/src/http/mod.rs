@@ -1,0 +1,102 @@
+//! HTTP: the router, request logging and the small endpoints that are not pages.
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::backend::SharedBackend;
+use axum::body::Body;
+use axum::extract::{FromRef, MatchedPath, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::config::Config;
+use crate::storage::{SharedSessionStore, Store};
+
+/// What every handler can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub store: Store,
+    pub backend: SharedBackend,
+    pub config: Arc<Config>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(app::App);
+    let backend = state.backend.clone();
+    let context = move || provide_context(backend.clone());
+    let options = state.leptos_options.clone();
+    let sessions = SessionManagerLayer::new(SharedSessionStore(state.store.session_store()))
+        .with_name("deskproof_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.cookies_secure())
+        .with_expiry(Expiry::OnInactivity(time::Duration::minutes(
+            state.config.session_minutes,
+        )));
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/{*fn_name}", get(server_fns).post(server_fns))
+        .leptos_routes_with_context(&state, routes, context, move || app::shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .layer(sessions)
+        .layer(request_log())
+        .with_state(state)
+}
+
+async fn server_fns(State(state): State<AppState>, request: Request<Body>) -> Response {
+    let backend = state.backend.clone();
+    handle_server_fns_with_context(move || provide_context(backend.clone()), request)
+        .await
+        .into_response()
+}
+
+/// `GET /healthz`: 200 when the database answers, 503 otherwise.
+async fn healthz(State(store): State<Store>) -> Response {
+    match store.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok", "database": "ok"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable", "database": "error"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// One span per request with method and matched route, and one line when it is answered.
+fn request_log() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&Request<Body>) -> tracing::Span + Clone,
+    (),
+    impl Fn(&Response, Duration, &tracing::Span) + Clone,
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(|req: &Request<Body>| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| req.uri().path().to_owned());
+            tracing::info_span!("request", method = %req.method(), route = %route)
+        })
+        .on_request(())
+        .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
+            tracing::info!(
+                status = res.status().as_u16(),
+                duration_ms = latency.as_secs_f64() * 1000.0,
+                "answered"
+            );
+        })
+}

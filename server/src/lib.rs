@@ -1,0 +1,15 @@
+//! deskproof proves who submitted a help-desk ticket with the contact's own Duo Push.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod duo;
+pub mod http;
+pub mod psa;
+pub mod secret;
+pub mod sim;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! PSA systems: tickets, contacts, internal notes and inbound webhooks.

@@ -1,0 +1,88 @@
+//! Builds the running application: database, state, router and listener.
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use leptos::prelude::LeptosOptions;
+use tokio::net::TcpListener;
+
+use crate::backend::AppBackend;
+use crate::config::Config;
+use crate::http::{router, AppState};
+use crate::storage::{self, Store};
+
+/// A bound, ready-to-serve deskproof. Tests build one on port 0.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    pub store: Store,
+    pub addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store = storage::connect(&config.database_url)
+            .await
+            .with_context(|| format!("opening the database {}", config.database_url))?;
+        Application::with_store(config, store).await
+    }
+
+    pub async fn with_store(config: Config, store: Store) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("listening on {}", config.bind))?;
+        let addr = listener.local_addr()?;
+        let leptos_options = LeptosOptions::builder()
+            .output_name("deskproof")
+            .site_root(config.site_root.display().to_string())
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .build();
+        let state = AppState {
+            leptos_options,
+            store: store.clone(),
+            backend: Arc::new(AppBackend {
+                store: store.clone(),
+            }),
+            config: Arc::new(config),
+        };
+        Ok(Application {
+            listener,
+            router: router(state),
+            store,
+            addr,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        tracing::info!(address = %self.addr, "deskproof is serving");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
