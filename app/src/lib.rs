@@ -17,4 +17,10 @@ pub use shell::{shell, App};
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(App);
+    // A marker browser tests wait for before they click.
+    let _ = js_sys::Reflect::set(
+        &js_sys::global(),
+        &"__deskproof_hydrated".into(),
+        &wasm_bindgen::JsValue::TRUE,
+    );
 }

@@ -129,6 +129,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure type
 mod tests {
     use super::*;
 

@@ -49,7 +49,12 @@ pub fn router(state: AppState) -> Router {
             app::shell,
         ))
         .layer(sessions)
-        .layer(request_log())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(log_response),
+        )
         .with_state(state)
 }
 
@@ -76,27 +81,19 @@ async fn healthz(State(store): State<Store>) -> Response {
 }
 
 /// One span per request with method and matched route, and one line when it is answered.
-fn request_log() -> TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-    impl Fn(&Request<Body>) -> tracing::Span + Clone,
-    (),
-    impl Fn(&Response, Duration, &tracing::Span) + Clone,
-> {
-    TraceLayer::new_for_http()
-        .make_span_with(|req: &Request<Body>| {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| req.uri().path().to_owned());
-            tracing::info_span!("request", method = %req.method(), route = %route)
-        })
-        .on_request(())
-        .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
-            tracing::info!(
-                status = res.status().as_u16(),
-                duration_ms = latency.as_secs_f64() * 1000.0,
-                "answered"
-            );
-        })
+fn request_span(req: &Request<Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    tracing::info_span!("request", method = %req.method(), route = %route)
+}
+
+fn log_response(res: &Response, latency: Duration, _span: &tracing::Span) {
+    tracing::info!(
+        status = res.status().as_u16(),
+        duration_ms = latency.as_secs_f64() * 1000.0,
+        "answered"
+    );
 }

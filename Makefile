@@ -1,0 +1,53 @@
+# deskproof build and test entry points. Everything works offline once the Rust crates,
+# the wasm target and wasm-bindgen-cli are present; `make demo` and `make test` install them.
+SHELL := /bin/bash
+CARGO ?= cargo
+SITE := target/site
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+DEMO_DB ?= sqlite://data/demo.db
+
+.PHONY: demo test build site tools e2e-deps browser clean fmt lint
+
+demo: build
+	DESKPROOF_DATABASE_URL=$(DEMO_DB) DESKPROOF_SITE_ROOT=$(SITE) ./target/debug/deskproof demo
+
+test: build e2e-deps
+	$(CARGO) test --workspace
+	cd end2end && DESKPROOF_BIN=../target/debug/deskproof DESKPROOF_SITE_ROOT=../$(SITE) node --test --test-concurrency=1 tests/
+
+build: site
+	$(CARGO) build -p deskproof
+
+# The browser half: WebAssembly built with the pinned wasm-bindgen, plus CSS and images.
+site: tools
+	$(CARGO) build -p app --lib --target wasm32-unknown-unknown --no-default-features --features hydrate
+	mkdir -p $(SITE)/pkg
+	wasm-bindgen --target web --no-typescript --out-name deskproof --out-dir $(SITE)/pkg \
+		target/wasm32-unknown-unknown/debug/app.wasm
+	cp style/main.css $(SITE)/pkg/deskproof.css
+	cp -r public/. $(SITE)/
+
+tools:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
+		|| rustup target add wasm32-unknown-unknown
+	@if [ "$$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$(WASM_BINDGEN_VERSION)" ]; then \
+		echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
+		$(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+e2e-deps: browser
+	@cd end2end && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; }
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf data end2end/node_modules

@@ -1,0 +1,106 @@
+// Shared helpers for the browser tests: start `deskproof demo` on a free port with its own
+// database, and open Debian's Chromium through playwright-core (no browser download).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+export const root = path.resolve(here, '..', '..');
+export const screenshots = path.join(root, 'end2end', 'screenshots');
+
+export const DEMO_TECH = { username: 'tech', password: 'demo-tech-password' };
+export const DEMO_ADMIN = { username: 'admin', password: 'demo-admin-password' };
+
+/** Starts `deskproof demo`; resolves with the URLs it printed and a `stop` function. */
+export async function startDemo() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'deskproof-e2e-'));
+  const bin = process.env.DESKPROOF_BIN
+    ? path.resolve(process.env.DESKPROOF_BIN)
+    : path.join(root, 'target', 'debug', 'deskproof');
+  const siteRoot = process.env.DESKPROOF_SITE_ROOT
+    ? path.resolve(process.env.DESKPROOF_SITE_ROOT)
+    : path.join(root, 'target', 'site');
+  const child = spawn(bin, ['demo'], {
+    cwd: dir,
+    env: {
+      ...process.env,
+      DESKPROOF_BIND: '127.0.0.1:0',
+      DESKPROOF_DATABASE_URL: `sqlite://${dir}/deskproof.db`,
+      DESKPROOF_SITE_ROOT: siteRoot,
+      DESKPROOF_DEMO_FAST: '1',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stderr.on('data', (d) => { output += d.toString(); });
+  const urls = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`demo did not start:\n${output}`)), 60000);
+    child.stdout.on('data', (d) => {
+      output += d.toString();
+      const found = {};
+      for (const line of output.split('\n')) {
+        const m = line.match(/^\s*([a-z][a-z -]*[a-z]):\s+(http\S+)/i);
+        if (m) found[m[1].trim()] = m[2];
+      }
+      const app = output.match(/running at (http\S+)/);
+      if (app && output.includes('technician:')) {
+        clearTimeout(timer);
+        resolve({ app: app[1], ...found });
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`demo exited with ${code}:\n${output}`));
+    });
+  });
+  return {
+    urls,
+    output: () => output,
+    stop: () => new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', resolve);
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+/** Starts Chromium; every `newPage` call on the result gets a fresh profile (no cookies). */
+export async function launchBrowser() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
+    ],
+  });
+  return {
+    newPage: async () => {
+      const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+      return context.newPage();
+    },
+    close: () => browser.close(),
+  };
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(screenshots, { recursive: true });
+  await page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true });
+}
+
+/** Signs in through the page, the way a person would. */
+export async function signIn(page, baseUrl, who) {
+  await page.goto(`${baseUrl}/signin`);
+  await waitForHydration(page);
+  await page.fill('#username', who.username);
+  await page.fill('#password', who.password);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${baseUrl}/`);
+}
+
+/** Resolves once the WebAssembly bundle has attached to the server-rendered page. */
+export async function waitForHydration(page) {
+  await page.waitForFunction(() => window.__deskproof_hydrated === true, null, { timeout: 30000 });
+}

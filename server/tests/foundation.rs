@@ -1,0 +1,193 @@
+//! The service's basics over real HTTP: health, sign-in, sessions, sign-out and the CLI.
+mod support;
+
+use std::time::Instant;
+
+use support::{spawn_app, ADMIN, TECH};
+
+#[tokio::test]
+async fn healthz_reports_the_database_as_ok() {
+    let app = spawn_app().await;
+    let res = reqwest::get(format!("{}/healthz", app.url))
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["database"], "ok");
+}
+
+#[tokio::test]
+async fn the_signin_page_is_rendered_on_the_server() {
+    let app = spawn_app().await;
+    let res = reqwest::get(format!("{}/signin", app.url))
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.expect("body");
+    assert!(html.contains("<h1>Sign in</h1>"), "{html}");
+    assert!(
+        html.contains("/pkg/deskproof.js"),
+        "hydration script is linked"
+    );
+}
+
+#[tokio::test]
+async fn a_technician_signs_in_and_the_session_cookie_is_httponly_and_lax() {
+    let app = spawn_app().await;
+    let res = app.sign_in(TECH.0, TECH.1).await;
+    assert_eq!(res.status(), 200);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("deskproof_session="))
+        .expect("session cookie set")
+        .to_owned();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http must not mark the cookie Secure: {cookie}"
+    );
+
+    let me = app.whoami().await;
+    assert_eq!(me["username"], TECH.0);
+    assert_eq!(me["role"], "technician");
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_clear_message() {
+    let app = spawn_app().await;
+    let wrong = app
+        .sign_in(TECH.0, "not the password")
+        .await
+        .text()
+        .await
+        .expect("body");
+    let unknown = app
+        .sign_in("nobody", "not the password")
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(wrong.contains("Wrong username or password."), "{wrong}");
+    assert_eq!(wrong, unknown);
+    assert!(
+        app.whoami().await.is_null(),
+        "no session after a failed sign-in"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_user_costs_a_full_password_check() {
+    let app = spawn_app().await;
+    // Warm up both paths once (the decoy hash is computed lazily).
+    app.sign_in("nobody", "x").await;
+    app.sign_in(TECH.0, "x").await;
+    let mut wrong = std::time::Duration::ZERO;
+    let mut unknown = std::time::Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        app.sign_in(TECH.0, "not the password").await;
+        wrong += t.elapsed();
+        let t = Instant::now();
+        app.sign_in("nobody", "not the password").await;
+        unknown += t.elapsed();
+    }
+    // Without the decoy check an unknown user answers in well under a tenth of the time.
+    assert!(
+        unknown.as_secs_f64() > wrong.as_secs_f64() * 0.4,
+        "unknown {unknown:?} vs wrong password {wrong:?}"
+    );
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let app = spawn_app().await;
+    app.sign_in(ADMIN.0, ADMIN.1).await;
+    assert_eq!(app.whoami().await["role"], "admin");
+    let res = app
+        .client
+        .post(format!("{}/api/sign_out", app.url))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .expect("request");
+    assert!(
+        res.status().is_success() || res.status().is_redirection(),
+        "{}",
+        res.status()
+    );
+    assert!(app.whoami().await.is_null());
+}
+
+#[tokio::test]
+async fn the_home_page_sends_strangers_to_sign_in() {
+    let app = spawn_app().await;
+    let html = support::new_client()
+        .get(format!("{}/", app.url))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(!html.contains("Welcome"), "{html}");
+}
+
+#[tokio::test]
+async fn the_cli_creates_an_account_that_can_sign_in() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}/cli.db", dir.path().display());
+    let bin = env!("CARGO_BIN_EXE_deskproof");
+    let migrate = std::process::Command::new(bin)
+        .args(["migrate"])
+        .env("DESKPROOF_DATABASE_URL", &db)
+        .current_dir(dir.path())
+        .output()
+        .expect("run migrate");
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+
+    let mut child = std::process::Command::new(bin)
+        .args(["user", "add", "--username", "riley", "--role", "admin"])
+        .env("DESKPROOF_DATABASE_URL", &db)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run user add");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"a long enough password\n").expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created admin \"riley\""));
+
+    let store = deskproof::storage::connect(&db).await.expect("open");
+    let user = deskproof::auth::check_credentials(&store, "riley", "a long enough password")
+        .await
+        .expect("signs in");
+    assert_eq!(user.role, app::model::Role::Admin);
+
+    let short = std::process::Command::new(bin)
+        .args(["user", "add", "--username", "sam"])
+        .env("DESKPROOF_DATABASE_URL", &db)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 10 characters"));
+}
