@@ -56,11 +56,190 @@ pub trait Storage: Send + Sync + 'static {
     async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StorageError>;
     async fn set_password(&self, id: i64, password_hash: &str) -> Result<(), StorageError>;
 
+    // Organizations, Duo accounts, PSA connections and company mappings.
+    async fn create_organization(&self, name: &str) -> Result<i64, StorageError>;
+    async fn organization(&self, id: i64) -> Result<Option<Organization>, StorageError>;
+    async fn save_duo_account(&self, account: &DuoAccountRow) -> Result<(), StorageError>;
+    async fn duo_account(
+        &self,
+        organization_id: i64,
+    ) -> Result<Option<DuoAccountRow>, StorageError>;
+    async fn create_psa_connection(&self, conn: &NewPsaConnection) -> Result<i64, StorageError>;
+    async fn psa_connection(&self, id: i64) -> Result<Option<PsaConnectionRow>, StorageError>;
+    async fn psa_connections(&self) -> Result<Vec<PsaConnectionRow>, StorageError>;
+    async fn map_company(
+        &self,
+        connection_id: i64,
+        psa_company_id: &str,
+        organization_id: i64,
+    ) -> Result<(), StorageError>;
+    async fn organization_for_company(
+        &self,
+        connection_id: i64,
+        psa_company_id: &str,
+    ) -> Result<Option<i64>, StorageError>;
+
+    /// Stores an inbound delivery, its ticket case and the intake job in one transaction.
+    /// Returns `false` when this delivery was stored before (nothing new is written).
+    async fn record_delivery(
+        &self,
+        connection_id: i64,
+        delivery_key: &str,
+        ticket_id: &str,
+        now: i64,
+    ) -> Result<bool, StorageError>;
+    async fn ticket_case(&self, id: i64) -> Result<Option<TicketCase>, StorageError>;
+    async fn update_ticket_case(&self, case: &TicketCase) -> Result<(), StorageError>;
+
+    async fn create_attempt(&self, attempt: &NewAttempt) -> Result<i64, StorageError>;
+    async fn attempt(&self, id: i64) -> Result<Option<Attempt>, StorageError>;
+    async fn attempts_for_case(&self, case_id: i64) -> Result<Vec<Attempt>, StorageError>;
+    /// Moves an attempt from `from` to the attempt's state; false when it was no longer in `from`.
+    async fn transition_attempt(&self, attempt: &Attempt, from: &str)
+        -> Result<bool, StorageError>;
+
+    /// Queues a note and the job that posts it.
+    async fn queue_note(
+        &self,
+        case_id: i64,
+        kind: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<i64, StorageError>;
+    async fn note(&self, id: i64) -> Result<Option<NoteRow>, StorageError>;
+    async fn notes_for_case(&self, case_id: i64) -> Result<Vec<NoteRow>, StorageError>;
+    async fn mark_note_posted(&self, id: i64, psa_note_id: &str) -> Result<(), StorageError>;
+
+    async fn enqueue_job(&self, job: &NewJob) -> Result<(), StorageError>;
+    /// Takes the next due job and leases it until `lease_until`.
+    async fn claim_job(&self, now: i64, lease_until: i64) -> Result<Option<Job>, StorageError>;
+    async fn finish_job(&self, id: i64) -> Result<(), StorageError>;
+    async fn retry_job(&self, id: i64, run_at: i64, error: &str) -> Result<(), StorageError>;
+    /// Ends every lease: used at start-up by a single-process deployment.
+    async fn release_leases(&self) -> Result<(), StorageError>;
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StorageError>;
+    async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>, StorageError>;
+
     /// The session store for sign-in, kept in the same database.
     fn session_store(&self) -> Arc<dyn tower_sessions::SessionStore>;
 }
 
 pub type Store = Arc<dyn Storage>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Organization {
+    pub id: i64,
+    pub name: String,
+}
+
+/// Duo keys of one organization; secret keys stay sealed here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuoAccountRow {
+    pub organization_id: i64,
+    pub api_host: String,
+    pub auth_ikey: String,
+    pub auth_skey_sealed: String,
+    pub admin_ikey: String,
+    pub admin_skey_sealed: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewPsaConnection {
+    pub kind: String,
+    pub name: String,
+    pub settings: serde_json::Value,
+    pub secrets_sealed: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct PsaConnectionRow {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub settings: serde_json::Value,
+    pub secrets_sealed: String,
+}
+
+/// One ticket under verification, with what the PSA said about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketCase {
+    pub id: i64,
+    pub connection_id: i64,
+    pub ticket_id: String,
+    pub state: String,
+    pub organization_id: Option<i64>,
+    pub summary: Option<String>,
+    pub company_id: Option<String>,
+    pub contact_first: Option<String>,
+    pub contact_last: Option<String>,
+    pub contact_email: Option<String>,
+    pub problem: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewAttempt {
+    pub case_id: i64,
+    pub technician_id: Option<i64>,
+    pub technician_name: String,
+    pub state: String,
+}
+
+/// One push (or refused push) asked for by a technician.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: i64,
+    pub case_id: i64,
+    pub technician_id: Option<i64>,
+    pub technician_name: String,
+    pub state: String,
+    pub duo_user_id: Option<String>,
+    pub duo_username: Option<String>,
+    pub txid: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoteRow {
+    pub id: i64,
+    pub case_id: i64,
+    pub kind: String,
+    pub body: String,
+    pub psa_note_id: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// At most one job with this key is ever queued.
+    pub dedupe_key: Option<String>,
+    pub run_at: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub attempts: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub organization_id: Option<i64>,
+    pub ticket: Option<String>,
+    pub contact: Option<String>,
+    pub duo_user: Option<String>,
+    pub outcome: Option<String>,
+    pub txid: Option<String>,
+    pub detail: Option<String>,
+}
 
 /// Opens the database named by `url`, creating it if needed, and applies the migrations.
 pub async fn connect(url: &str) -> Result<Store, StorageError> {

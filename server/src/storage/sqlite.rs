@@ -7,7 +7,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::Row;
 use tower_sessions_sqlx_store::SqliteStore;
 
-use super::{NewUser, Storage, StorageError, UserRecord};
+use super::{
+    Attempt, AuditEntry, DuoAccountRow, Job, NewAttempt, NewJob, NewPsaConnection, NewUser,
+    NoteRow, Organization, PsaConnectionRow, Storage, StorageError, TicketCase, UserRecord,
+};
 
 /// The embedded default: one SQLite file in WAL mode.
 #[derive(Clone, Debug)]
@@ -59,6 +62,82 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StorageErr
         password_hash: row.try_get("password_hash")?,
         disabled: row.try_get("disabled")?,
     })
+}
+
+fn conflict(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StorageError {
+    let what = what.into();
+    move |e| match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict(what),
+        other => StorageError::Database(other),
+    }
+}
+
+const CASE_COLUMNS: &str = "id, connection_id, ticket_id, state, organization_id, summary, \
+    company_id, contact_first, contact_last, contact_email, problem";
+
+fn case_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TicketCase, StorageError> {
+    Ok(TicketCase {
+        id: row.try_get("id")?,
+        connection_id: row.try_get("connection_id")?,
+        ticket_id: row.try_get("ticket_id")?,
+        state: row.try_get("state")?,
+        organization_id: row.try_get("organization_id")?,
+        summary: row.try_get("summary")?,
+        company_id: row.try_get("company_id")?,
+        contact_first: row.try_get("contact_first")?,
+        contact_last: row.try_get("contact_last")?,
+        contact_email: row.try_get("contact_email")?,
+        problem: row.try_get("problem")?,
+    })
+}
+
+const ATTEMPT_COLUMNS: &str = "id, ticket_ref, technician_id, technician_name, state, \
+    duo_user_id, duo_username, txid, reason, created_at, finished_at";
+
+fn attempt_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Attempt, StorageError> {
+    Ok(Attempt {
+        id: row.try_get("id")?,
+        case_id: row.try_get("ticket_ref")?,
+        technician_id: row.try_get("technician_id")?,
+        technician_name: row.try_get("technician_name")?,
+        state: row.try_get("state")?,
+        duo_user_id: row.try_get("duo_user_id")?,
+        duo_username: row.try_get("duo_username")?,
+        txid: row.try_get("txid")?,
+        reason: row.try_get("reason")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn note_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<NoteRow, StorageError> {
+    Ok(NoteRow {
+        id: row.try_get("id")?,
+        case_id: row.try_get("ticket_ref")?,
+        kind: row.try_get("kind")?,
+        body: row.try_get("body")?,
+        psa_note_id: row.try_get("psa_note_id")?,
+    })
+}
+
+fn connection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PsaConnectionRow, StorageError> {
+    let settings: String = row.try_get("settings")?;
+    Ok(PsaConnectionRow {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        name: row.try_get("name")?,
+        settings: serde_json::from_str(&settings)
+            .map_err(|e| StorageError::Database(sqlx::Error::Decode(e.into())))?,
+        secrets_sealed: row.try_get("secrets_sealed")?,
+    })
+}
+
+fn json_column(
+    row: &sqlx::sqlite::SqliteRow,
+    name: &str,
+) -> Result<serde_json::Value, StorageError> {
+    let text: String = row.try_get(name)?;
+    serde_json::from_str(&text).map_err(|e| StorageError::Database(sqlx::Error::Decode(e.into())))
 }
 
 const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, disabled";
@@ -118,6 +197,437 @@ impl Storage for SqliteStorage {
             return Err(StorageError::NotFound(format!("user {id}")));
         }
         Ok(())
+    }
+
+    async fn create_organization(&self, name: &str) -> Result<i64, StorageError> {
+        let row = sqlx::query("INSERT INTO organizations (name) VALUES (?) RETURNING id")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(conflict(format!("an organization named {name:?}")))?;
+        Ok(row.try_get("id")?)
+    }
+
+    async fn organization(&self, id: i64) -> Result<Option<Organization>, StorageError> {
+        let row = sqlx::query("SELECT id, name FROM organizations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Organization {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_duo_account(&self, a: &DuoAccountRow) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO duo_accounts (organization_id, api_host, auth_ikey, auth_skey_sealed, \
+             admin_ikey, admin_skey_sealed) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (organization_id) DO UPDATE SET api_host = excluded.api_host, \
+             auth_ikey = excluded.auth_ikey, auth_skey_sealed = excluded.auth_skey_sealed, \
+             admin_ikey = excluded.admin_ikey, admin_skey_sealed = excluded.admin_skey_sealed, \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+        )
+        .bind(a.organization_id)
+        .bind(&a.api_host)
+        .bind(&a.auth_ikey)
+        .bind(&a.auth_skey_sealed)
+        .bind(&a.admin_ikey)
+        .bind(&a.admin_skey_sealed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn duo_account(
+        &self,
+        organization_id: i64,
+    ) -> Result<Option<DuoAccountRow>, StorageError> {
+        let row = sqlx::query(
+            "SELECT organization_id, api_host, auth_ikey, auth_skey_sealed, admin_ikey, \
+             admin_skey_sealed FROM duo_accounts WHERE organization_id = ?",
+        )
+        .bind(organization_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DuoAccountRow {
+                organization_id: r.try_get("organization_id")?,
+                api_host: r.try_get("api_host")?,
+                auth_ikey: r.try_get("auth_ikey")?,
+                auth_skey_sealed: r.try_get("auth_skey_sealed")?,
+                admin_ikey: r.try_get("admin_ikey")?,
+                admin_skey_sealed: r.try_get("admin_skey_sealed")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_psa_connection(&self, c: &NewPsaConnection) -> Result<i64, StorageError> {
+        let row = sqlx::query(
+            "INSERT INTO psa_connections (kind, name, settings, secrets_sealed) \
+             VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&c.kind)
+        .bind(&c.name)
+        .bind(c.settings.to_string())
+        .bind(&c.secrets_sealed)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(conflict(format!("a PSA connection named {:?}", c.name)))?;
+        Ok(row.try_get("id")?)
+    }
+
+    async fn psa_connection(&self, id: i64) -> Result<Option<PsaConnectionRow>, StorageError> {
+        let row = sqlx::query(
+            "SELECT id, kind, name, settings, secrets_sealed FROM psa_connections WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(connection_from_row).transpose()
+    }
+
+    async fn psa_connections(&self) -> Result<Vec<PsaConnectionRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, name, settings, secrets_sealed FROM psa_connections ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
+    async fn map_company(
+        &self,
+        connection_id: i64,
+        psa_company_id: &str,
+        organization_id: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO company_mappings (connection_id, psa_company_id, organization_id) \
+             VALUES (?, ?, ?)",
+        )
+        .bind(connection_id)
+        .bind(psa_company_id)
+        .bind(organization_id)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict(format!(
+            "a mapping for company {psa_company_id:?}"
+        )))?;
+        Ok(())
+    }
+
+    async fn organization_for_company(
+        &self,
+        connection_id: i64,
+        psa_company_id: &str,
+    ) -> Result<Option<i64>, StorageError> {
+        let row = sqlx::query(
+            "SELECT organization_id FROM company_mappings \
+             WHERE connection_id = ? AND psa_company_id = ?",
+        )
+        .bind(connection_id)
+        .bind(psa_company_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("organization_id")).transpose()?)
+    }
+
+    async fn record_delivery(
+        &self,
+        connection_id: i64,
+        delivery_key: &str,
+        ticket_id: &str,
+        now: i64,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO inbound_events (connection_id, delivery_key, ticket_id) VALUES (?, ?, ?) \
+             ON CONFLICT (connection_id, delivery_key) DO NOTHING",
+        )
+        .bind(connection_id)
+        .bind(delivery_key)
+        .bind(ticket_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        let case = sqlx::query(
+            "INSERT INTO tickets (connection_id, ticket_id, state) VALUES (?, ?, 'received') \
+             ON CONFLICT (connection_id, ticket_id) DO NOTHING RETURNING id",
+        )
+        .bind(connection_id)
+        .bind(ticket_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // A ticket already under verification is not taken in again.
+        if let Some(case) = case {
+            let case_id: i64 = case.try_get("id")?;
+            sqlx::query(
+                "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('intake', ?, ?, ?)",
+            )
+            .bind(serde_json::json!({ "case_id": case_id }).to_string())
+            .bind(format!("intake:{case_id}"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn ticket_case(&self, id: i64) -> Result<Option<TicketCase>, StorageError> {
+        let row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM tickets WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(case_from_row).transpose()
+    }
+
+    async fn update_ticket_case(&self, c: &TicketCase) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE tickets SET state = ?, organization_id = ?, summary = ?, company_id = ?, \
+             contact_first = ?, contact_last = ?, contact_email = ?, problem = ?, \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?",
+        )
+        .bind(&c.state)
+        .bind(c.organization_id)
+        .bind(&c.summary)
+        .bind(&c.company_id)
+        .bind(&c.contact_first)
+        .bind(&c.contact_last)
+        .bind(&c.contact_email)
+        .bind(&c.problem)
+        .bind(c.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_attempt(&self, a: &NewAttempt) -> Result<i64, StorageError> {
+        let row = sqlx::query(
+            "INSERT INTO attempts (ticket_ref, technician_id, technician_name, state) \
+             VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(a.case_id)
+        .bind(a.technician_id)
+        .bind(&a.technician_name)
+        .bind(&a.state)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    async fn attempt(&self, id: i64) -> Result<Option<Attempt>, StorageError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(attempt_from_row).transpose()
+    }
+
+    async fn attempts_for_case(&self, case_id: i64) -> Result<Vec<Attempt>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE ticket_ref = ? ORDER BY id DESC"
+        ))
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    async fn transition_attempt(&self, a: &Attempt, from: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE attempts SET state = ?, duo_user_id = ?, duo_username = ?, txid = ?, \
+             reason = ?, finished_at = ? WHERE id = ? AND state = ?",
+        )
+        .bind(&a.state)
+        .bind(&a.duo_user_id)
+        .bind(&a.duo_username)
+        .bind(&a.txid)
+        .bind(&a.reason)
+        .bind(&a.finished_at)
+        .bind(a.id)
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn queue_note(
+        &self,
+        case_id: i64,
+        kind: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<i64, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let row =
+            sqlx::query("INSERT INTO notes (ticket_ref, kind, body) VALUES (?, ?, ?) RETURNING id")
+                .bind(case_id)
+                .bind(kind)
+                .bind(body)
+                .fetch_one(&mut *tx)
+                .await?;
+        let note_id: i64 = row.try_get("id")?;
+        sqlx::query(
+            "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('note', ?, ?, ?)",
+        )
+        .bind(serde_json::json!({ "note_id": note_id }).to_string())
+        .bind(format!("note:{note_id}"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(note_id)
+    }
+
+    async fn note(&self, id: i64) -> Result<Option<NoteRow>, StorageError> {
+        let row =
+            sqlx::query("SELECT id, ticket_ref, kind, body, psa_note_id FROM notes WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(note_from_row).transpose()
+    }
+
+    async fn notes_for_case(&self, case_id: i64) -> Result<Vec<NoteRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, ticket_ref, kind, body, psa_note_id FROM notes WHERE ticket_ref = ? \
+             ORDER BY id",
+        )
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(note_from_row).collect()
+    }
+
+    async fn mark_note_posted(&self, id: i64, psa_note_id: &str) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE notes SET psa_note_id = ?, posted_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') \
+             WHERE id = ?",
+        )
+        .bind(psa_note_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn enqueue_job(&self, job: &NewJob) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(&job.kind)
+        .bind(job.payload.to_string())
+        .bind(&job.dedupe_key)
+        .bind(job.run_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_job(&self, now: i64, lease_until: i64) -> Result<Option<Job>, StorageError> {
+        // SQLite serialises writers, so one UPDATE … RETURNING claims atomically.
+        let row = sqlx::query(
+            "UPDATE jobs SET leased_until = ?, attempts = attempts + 1 WHERE id = (\
+                SELECT id FROM jobs WHERE done = FALSE AND run_at <= ? \
+                AND (leased_until IS NULL OR leased_until < ?) ORDER BY run_at, id LIMIT 1) \
+             RETURNING id, kind, payload, attempts",
+        )
+        .bind(lease_until)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Job {
+                id: r.try_get("id")?,
+                kind: r.try_get("kind")?,
+                payload: json_column(&r, "payload")?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn finish_job(&self, id: i64) -> Result<(), StorageError> {
+        sqlx::query("UPDATE jobs SET done = TRUE, leased_until = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_job(&self, id: i64, run_at: i64, error: &str) -> Result<(), StorageError> {
+        sqlx::query("UPDATE jobs SET run_at = ?, leased_until = NULL, last_error = ? WHERE id = ?")
+            .bind(run_at)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_leases(&self) -> Result<(), StorageError> {
+        sqlx::query("UPDATE jobs SET leased_until = NULL WHERE done = FALSE")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO audit_log (actor, action, organization_id, ticket, contact, duo_user, \
+             outcome, txid, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(e.organization_id)
+        .bind(&e.ticket)
+        .bind(&e.contact)
+        .bind(&e.duo_user)
+        .bind(&e.outcome)
+        .bind(&e.txid)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, organization_id, ticket, contact, duo_user, outcome, txid, \
+             detail FROM audit_log ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    organization_id: r.try_get("organization_id")?,
+                    ticket: r.try_get("ticket")?,
+                    contact: r.try_get("contact")?,
+                    duo_user: r.try_get("duo_user")?,
+                    outcome: r.try_get("outcome")?,
+                    txid: r.try_get("txid")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
     }
 
     fn session_store(&self) -> Arc<dyn tower_sessions::SessionStore> {

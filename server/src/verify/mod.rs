@@ -1,0 +1,5 @@
+//! The verification flow: ticket intake, the link note, matching the contact to a Duo user,
+//! the push, and the outcome note.
+pub mod link;
+pub mod matching;
+pub mod notes;

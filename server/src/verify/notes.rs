@@ -1,0 +1,99 @@
+//! The wording of every note deskproof writes on a ticket. Notes are internal; they never
+//! contain a secret, and text that came from outside is quoted, never trusted as markup.
+
+pub const PUSH_TEXT_PREFIX: &str = "Verification is required for the ticket you submitted: ";
+
+/// What the contact sees in Duo Mobile.
+pub fn push_text(ticket_title: &str) -> String {
+    let title: String = ticket_title
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    format!("{PUSH_TEXT_PREFIX}\"{title}\"")
+}
+
+pub fn link(url: &str) -> String {
+    format!(
+        "deskproof: Please click the following link to verify the identity of this ticket's \
+         contact: {url}"
+    )
+}
+
+pub fn missing_fields(fields: &[&str]) -> String {
+    format!(
+        "deskproof: This ticket cannot be verified yet because the PSA did not provide: {}. \
+         Add the missing details to the ticket's contact, then open the ticket in deskproof again.",
+        fields.join(", ")
+    )
+}
+
+pub fn unmapped(company: &str) -> String {
+    format!(
+        "deskproof: This ticket's company ({company}) is not mapped to a client organization, so \
+         no Duo account is known for it. An administrator can add the mapping in deskproof's \
+         settings."
+    )
+}
+
+pub fn approved(duo_username: &str, technician: &str) -> String {
+    format!(
+        "{duo_username} has verified this ticket. (Duo Push approved; requested by {technician} \
+         through deskproof.)"
+    )
+}
+
+pub fn denied(duo_username: &str, technician: &str, new_link: &str) -> String {
+    format!(
+        "deskproof: {duo_username} DENIED the Duo Push requested by {technician}. The caller's \
+         identity is NOT verified. To try again: {new_link}"
+    )
+}
+
+pub fn timed_out(duo_username: &str, technician: &str, new_link: &str) -> String {
+    format!(
+        "deskproof: The Duo Push to {duo_username} requested by {technician} was not answered in \
+         time. The caller's identity is NOT verified. To try again: {new_link}"
+    )
+}
+
+pub fn fraud(duo_username: &str, technician: &str) -> String {
+    format!(
+        "URGENT - deskproof: {duo_username} reported the Duo Push requested by {technician} as \
+         FRAUDULENT. The real user did not ask for this. Do not act on this ticket; treat it as a \
+         possible social-engineering attempt and inform the client's security contact."
+    )
+}
+
+pub fn not_verified(technician: &str, reason: &str) -> String {
+    format!(
+        "deskproof: No Duo Push was sent for {technician}: {reason} The caller's identity is NOT \
+         verified."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_push_reads_as_specified() {
+        assert_eq!(
+            push_text("Password reset"),
+            "Verification is required for the ticket you submitted: \"Password reset\""
+        );
+    }
+
+    #[test]
+    fn control_characters_are_dropped_from_the_push() {
+        assert_eq!(push_text("a\nb\u{7}"), format!("{PUSH_TEXT_PREFIX}\"ab\""));
+    }
+
+    #[test]
+    fn the_link_note_has_the_agreed_wording() {
+        assert!(link("https://x/verify/t").contains(
+            "Please click the following link to verify the identity of this ticket's contact: \
+             https://x/verify/t"
+        ));
+    }
+}
