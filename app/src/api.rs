@@ -1,7 +1,7 @@
 //! Server functions. Each checks who is asking, then hands over to the backend.
 use leptos::prelude::*;
 
-use crate::model::CurrentUser;
+use crate::model::{AttemptRow, CurrentUser, VerificationPage};
 
 #[server(prefix = "/api", endpoint = "whoami")]
 pub async fn whoami() -> Result<Option<CurrentUser>, ServerFnError> {
@@ -21,6 +21,24 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
     backend.sign_out(&session).await?;
     leptos_axum::redirect("/signin");
     Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "verification")]
+pub async fn verification(token: String) -> Result<VerificationPage, ServerFnError> {
+    let (backend, session) = crate::backend::request_context().await?;
+    Ok(backend.verification(&session, &token).await?)
+}
+
+#[server(prefix = "/api", endpoint = "attempts")]
+pub async fn attempts(token: String) -> Result<Vec<AttemptRow>, ServerFnError> {
+    let (backend, session) = crate::backend::request_context().await?;
+    Ok(backend.attempts(&session, &token).await?)
+}
+
+#[server(prefix = "/api", endpoint = "send_push")]
+pub async fn send_push(token: String) -> Result<AttemptRow, ServerFnError> {
+    let (backend, session) = crate::backend::request_context().await?;
+    Ok(backend.send_push(&session, &token).await?)
 }
 
 /// The text of a server function error, without the framework's prefix.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tower_sessions::Session;
 
-use crate::model::CurrentUser;
+use crate::model::{AttemptRow, CurrentUser, VerificationPage};
 
 /// An error a server function may show to the person who asked.
 #[derive(Debug, Clone)]
@@ -44,6 +44,14 @@ pub trait Backend: Send + Sync + 'static {
         password: &str,
     ) -> BackendResult<CurrentUser>;
     async fn sign_out(&self, session: &Session) -> BackendResult<()>;
+
+    /// The ticket behind a verification link. Reads only: never sends a push.
+    async fn verification(&self, session: &Session, token: &str)
+        -> BackendResult<VerificationPage>;
+    /// The pushes asked for on the ticket behind a link, newest first.
+    async fn attempts(&self, session: &Session, token: &str) -> BackendResult<Vec<AttemptRow>>;
+    /// Sends the Duo Push (or records why none could be sent).
+    async fn send_push(&self, session: &Session, token: &str) -> BackendResult<AttemptRow>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

@@ -34,3 +34,50 @@ pub struct CurrentUser {
     pub display_name: String,
     pub role: Role,
 }
+
+/// A ticket as the verification page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationPage {
+    pub ticket_id: String,
+    pub summary: String,
+    pub contact: String,
+    pub organization: Option<String>,
+    /// The Duo user the contact matches (masked), or why none does.
+    pub matched: String,
+    /// Why this ticket cannot be verified, when it cannot.
+    pub problem: Option<String>,
+    pub attempts: Vec<AttemptRow>,
+}
+
+/// One push a technician asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub state: String,
+    pub technician: String,
+    pub duo_user: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: String,
+}
+
+impl AttemptRow {
+    /// Still waiting for an answer from the contact.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state.as_str(), "pushed" | "matching")
+    }
+
+    pub fn headline(&self) -> &'static str {
+        match self.state.as_str() {
+            "matching" => "Finding the Duo user…",
+            "pushed" => "Waiting for the contact to approve the Duo Push…",
+            "approved" => "Approved",
+            "denied" => "Denied",
+            "timed_out" => "Timed out",
+            "fraud" => "Reported as fraud",
+            "bypass" => "Not verified: Duo bypass",
+            "locked_out" => "Not verified: user locked out",
+            "refused" => "No push sent",
+            _ => "Not verified",
+        }
+    }
+}

@@ -5,7 +5,7 @@ use leptos_router::{
     path,
 };
 
-use crate::pages::{home::HomePage, not_found::NotFound, signin::SignInPage};
+use crate::pages::{home::HomePage, not_found::NotFound, signin::SignInPage, verify::VerifyPage};
 
 /// The HTML document around every page.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -36,6 +36,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=NotFound>
                 <Route path=path!("/") view=HomePage />
                 <Route path=path!("/signin") view=SignInPage />
+                <Route path=path!("/verify/:token") view=VerifyPage />
             </Routes>
         </Router>
     }

@@ -27,7 +27,11 @@ where
                             }
                                 .into_any()
                         }
-                        Ok(None) => view! { <Redirect path="/signin" /> }.into_any(),
+                        Ok(None) => {
+                            let next = leptos_router::hooks::use_location().pathname.get_untracked();
+                            let path = format!("/signin?next={}", encode_path(&next));
+                            view! { <Redirect path=path /> }.into_any()
+                        }
                         Err(e) => {
                             view! {
                                 <p class="error">{crate::api::error_text(&e)}</p>
@@ -66,4 +70,21 @@ fn Header(user: CurrentUser) -> impl IntoView {
             </div>
         </header>
     }
+}
+
+/// Percent-encodes a path for a query value (it only ever holds URL-safe path characters).
+fn encode_path(path: &str) -> String {
+    path.chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '-' | '_' | '.' | '~' | '/' => c.to_string(),
+            other => {
+                let mut buf = [0u8; 4];
+                other
+                    .encode_utf8(&mut buf)
+                    .bytes()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect()
+            }
+        })
+        .collect()
 }

@@ -3,3 +3,4 @@ pub mod home;
 pub mod layout;
 pub mod not_found;
 pub mod signin;
+pub mod verify;

@@ -13,10 +13,17 @@ pub fn SignInPage() -> impl IntoView {
             .and_then(|r| r.err())
             .map(|e| error_text(&e))
     };
+    let query = leptos_router::hooks::use_query_map();
+    let navigate = leptos_router::hooks::use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(_)) = sign_in.value().get() {
-            let navigate = leptos_router::hooks::use_navigate();
-            navigate("/", Default::default());
+            // Only a path on this site, never another host.
+            let next = query
+                .read_untracked()
+                .get("next")
+                .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+                .unwrap_or_else(|| "/".to_owned());
+            navigate(&next, Default::default());
         }
     });
     view! {

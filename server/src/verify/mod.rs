@@ -1,5 +1,8 @@
 //! The verification flow: ticket intake, the link note, matching the contact to a Duo user,
 //! the push, and the outcome note.
+pub mod flow;
 pub mod link;
 pub mod matching;
 pub mod notes;
+pub mod ports;
+pub mod worker;

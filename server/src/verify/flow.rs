@@ -1,0 +1,533 @@
+//! The verification flow as a small state machine kept in the database.
+//!
+//! Ticket case states: `received` → `ready` (link note queued) | `incomplete` (fields missing) |
+//! `unmapped` (company has no organization). Attempt states: `matching` → `pushed` →
+//! `approved` | `denied` | `fraud` | `timed_out` | `bypass` | `locked_out` | `failed`, or
+//! `matching` → `refused` when no push could be sent.
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::crypto::MasterKey;
+use crate::storage::{Attempt, AuditEntry, NewAttempt, NewJob, StorageError, Store, TicketCase};
+use crate::verify::link::{self, LinkClaims, LinkError};
+use crate::verify::matching::{self, Candidate, ContactIdentity, MatchBy, MatchResult};
+use crate::verify::notes;
+use crate::verify::ports::{Clients, Preauth, PushStatus, RemoteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("This ticket is not known to deskproof.")]
+    UnknownCase,
+    #[error("This ticket cannot be verified: {0}")]
+    NotReady(String),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Settings the flow needs.
+#[derive(Clone, Debug)]
+pub struct FlowSettings {
+    pub public_url: String,
+    pub link_lifetime_secs: i64,
+    /// A push still unanswered after this long counts as timed out.
+    pub push_cap_secs: i64,
+    /// First delay before a failed note is posted again; doubles each time, up to a minute.
+    pub retry_base_ms: u64,
+}
+
+impl Default for FlowSettings {
+    fn default() -> Self {
+        FlowSettings {
+            public_url: "http://127.0.0.1:3000".into(),
+            link_lifetime_secs: 7 * 24 * 3600,
+            push_cap_secs: 150,
+            retry_base_ms: 1000,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Flow {
+    pub store: Store,
+    pub clients: Arc<dyn Clients>,
+    pub key: MasterKey,
+    pub settings: FlowSettings,
+}
+
+/// What the verification page shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseView {
+    pub case: TicketCaseView,
+    pub attempts: Vec<AttemptView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TicketCaseView {
+    pub ticket_id: String,
+    pub summary: String,
+    pub contact: String,
+    pub state: String,
+    pub organization: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptView {
+    pub id: i64,
+    pub state: String,
+    pub technician: String,
+    pub duo_user: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: String,
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Job times are in milliseconds so retries can be spaced finely.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn now_text() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn contact_of(case: &TicketCase) -> ContactIdentity {
+    ContactIdentity {
+        first_name: case.contact_first.clone(),
+        last_name: case.contact_last.clone(),
+        email: case.contact_email.clone(),
+    }
+}
+
+fn contact_label(case: &TicketCase) -> String {
+    let name = [case.contact_first.as_deref(), case.contact_last.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name.is_empty() {
+        "(no contact)".into()
+    } else {
+        name
+    }
+}
+
+impl Flow {
+    pub fn link_for(&self, case_id: i64, organization_id: i64) -> String {
+        let token = link::sign(
+            self.key.link_key(),
+            LinkClaims {
+                case_id,
+                organization_id,
+                expires_at: now() + self.settings.link_lifetime_secs,
+            },
+        );
+        format!(
+            "{}/verify/{token}",
+            self.settings.public_url.trim_end_matches('/')
+        )
+    }
+
+    /// Checks a link and returns its ticket case. The case must still belong to the
+    /// organization the link was made for.
+    pub async fn open_link(&self, token: &str) -> Result<TicketCase, FlowError> {
+        let claims = link::verify(self.key.link_key(), token, now())?;
+        let case = self
+            .store
+            .ticket_case(claims.case_id)
+            .await?
+            .ok_or(FlowError::UnknownCase)?;
+        if case.organization_id != Some(claims.organization_id) {
+            return Err(FlowError::Link(LinkError::Malformed));
+        }
+        Ok(case)
+    }
+
+    pub async fn view(&self, case: &TicketCase) -> Result<CaseView, FlowError> {
+        let organization = match case.organization_id {
+            Some(id) => self.store.organization(id).await?.map(|o| o.name),
+            None => None,
+        };
+        let attempts = self.store.attempts_for_case(case.id).await?;
+        Ok(CaseView {
+            case: TicketCaseView {
+                ticket_id: case.ticket_id.clone(),
+                summary: case.summary.clone().unwrap_or_default(),
+                contact: contact_label(case),
+                state: case.state.clone(),
+                organization,
+            },
+            attempts: attempts
+                .into_iter()
+                .map(|a| AttemptView {
+                    id: a.id,
+                    state: a.state,
+                    technician: a.technician_name,
+                    duo_user: a.duo_username.as_deref().map(matching::mask_username),
+                    reason: a.reason,
+                    created_at: a.created_at,
+                })
+                .collect(),
+        })
+    }
+
+    /// The Duo user the contact matches, masked, or why there is none. Reads only.
+    pub async fn preview_match(&self, case: &TicketCase) -> Result<String, FlowError> {
+        let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
+        let duo = self.clients.duo(org).await?;
+        let users = duo.directory().await?;
+        Ok(match matching::find(&contact_of(case), &users) {
+            MatchResult::One { user, by } => format!(
+                "{} (matched by {})",
+                matching::mask_username(&user.username),
+                match by {
+                    MatchBy::Email => "e-mail",
+                    MatchBy::Name => "name",
+                }
+            ),
+            other => refusal_for_match(&other),
+        })
+    }
+
+    /// Step 1: fetch the ticket and contact, check them, map the company, queue the link note.
+    #[tracing::instrument(skip(self), fields(ticket.id))]
+    pub async fn intake(&self, case_id: i64) -> Result<(), FlowError> {
+        let mut case = self
+            .store
+            .ticket_case(case_id)
+            .await?
+            .ok_or(FlowError::UnknownCase)?;
+        tracing::Span::current().record("ticket.id", case.ticket_id.as_str());
+        if case.state != "received" {
+            return Ok(());
+        }
+        let source = self.clients.ticket_source(case.connection_id).await?;
+        let facts = source.ticket_facts(&case.ticket_id).await?;
+        case.summary = facts.summary.clone();
+        case.company_id = facts.company_id.clone();
+        case.contact_first = facts.first_name.clone();
+        case.contact_last = facts.last_name.clone();
+        case.contact_email = facts.email.clone();
+        let missing = facts.missing();
+        let note = if !missing.is_empty() {
+            case.state = "incomplete".into();
+            case.problem = Some(format!("missing: {}", missing.join(", ")));
+            ("incomplete", notes::missing_fields(&missing))
+        } else {
+            let company = case.company_id.clone().unwrap_or_default();
+            match self
+                .store
+                .organization_for_company(case.connection_id, &company)
+                .await?
+            {
+                None => {
+                    case.state = "unmapped".into();
+                    case.problem = Some(format!("company {company} is not mapped"));
+                    let label = facts.company_name.clone().unwrap_or(company);
+                    ("unmapped", notes::unmapped(&label))
+                }
+                Some(org) => {
+                    case.state = "ready".into();
+                    case.organization_id = Some(org);
+                    ("link", notes::link(&self.link_for(case.id, org)))
+                }
+            }
+        };
+        self.store.update_ticket_case(&case).await?;
+        self.store
+            .queue_note(case.id, note.0, &note.1, now_ms())
+            .await?;
+        tracing::info!(state = %case.state, "ticket taken in");
+        Ok(())
+    }
+
+    /// Step 2: a technician asked for a push. Finds the one Duo user and sends the push, or
+    /// records why not. Never called from a GET.
+    #[tracing::instrument(skip(self, technician_name), fields(ticket.id = %case.ticket_id))]
+    pub async fn request_push(
+        &self,
+        case: &TicketCase,
+        technician_id: Option<i64>,
+        technician_name: &str,
+    ) -> Result<Attempt, FlowError> {
+        if case.state != "ready" {
+            return Err(FlowError::NotReady(
+                case.problem.clone().unwrap_or_else(|| case.state.clone()),
+            ));
+        }
+        let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
+        // One push at a time per ticket: a second click returns the push under way.
+        if let Some(open) = self
+            .store
+            .attempts_for_case(case.id)
+            .await?
+            .into_iter()
+            .find(|a| a.state == "pushed" || a.state == "matching")
+        {
+            return Ok(open);
+        }
+        let id = self
+            .store
+            .create_attempt(&NewAttempt {
+                case_id: case.id,
+                technician_id,
+                technician_name: technician_name.to_owned(),
+                state: "matching".into(),
+            })
+            .await?;
+        let mut attempt = self
+            .store
+            .attempt(id)
+            .await?
+            .ok_or(FlowError::UnknownCase)?;
+        match self.try_push(case, org, &mut attempt).await {
+            Ok(()) => {}
+            Err(reason) => {
+                attempt.state = "refused".into();
+                attempt.reason = Some(reason.clone());
+                attempt.finished_at = Some(now_text());
+                self.store.transition_attempt(&attempt, "matching").await?;
+                self.store
+                    .queue_note(
+                        case.id,
+                        "refused",
+                        &notes::not_verified(technician_name, &reason),
+                        now_ms(),
+                    )
+                    .await?;
+                self.audit(case, &attempt, "push refused", Some(&reason))
+                    .await?;
+                tracing::info!(attempt.id = attempt.id, "no push sent");
+            }
+        }
+        Ok(attempt)
+    }
+
+    /// Err carries the reason no push was sent, in words for the technician and the note.
+    async fn try_push(
+        &self,
+        case: &TicketCase,
+        org: i64,
+        attempt: &mut Attempt,
+    ) -> Result<(), String> {
+        let unreachable = |e: RemoteError| format!("Duo could not be reached ({e}).");
+        let duo = self.clients.duo(org).await.map_err(unreachable)?;
+        let users = duo.directory().await.map_err(unreachable)?;
+        let user = match matching::find(&contact_of(case), &users) {
+            MatchResult::One { user, .. } => user,
+            other => return Err(refusal_for_match(&other)),
+        };
+        attempt.duo_user_id = Some(user.user_id.clone());
+        attempt.duo_username = Some(user.username.clone());
+        // The directory may be minutes old: read the one user fresh before pushing.
+        let fresh = duo
+            .user(&user.user_id)
+            .await
+            .map_err(unreachable)?
+            .ok_or_else(|| "the matched Duo user no longer exists.".to_owned())?;
+        check_status(&fresh)?;
+        match duo.preauth(&fresh.username).await.map_err(unreachable)? {
+            Preauth::Push => {}
+            Preauth::Allow => {
+                return Err(
+                    "Duo would let this user in without a push (bypass or a trusted \
+                            network), which proves nothing."
+                        .into(),
+                )
+            }
+            Preauth::Deny(msg) => return Err(format!("Duo refuses this user ({msg}).")),
+            Preauth::NotEnrolled => return Err("the Duo user is not enrolled.".into()),
+            Preauth::NoPushDevice => {
+                return Err("the Duo user has no device that can receive a push.".into())
+            }
+        }
+        let summary = case.summary.clone().unwrap_or_default();
+        let txid = duo
+            .push(&fresh.username, &notes::push_text(&summary))
+            .await
+            .map_err(|e| format!("Duo did not accept the push ({e})."))?;
+        attempt.state = "pushed".into();
+        attempt.txid = Some(txid.clone());
+        self.store
+            .transition_attempt(attempt, "matching")
+            .await
+            .map_err(|e| format!("the push was sent but could not be recorded ({e})."))?;
+        self.store
+            .enqueue_job(&NewJob {
+                kind: "poll".into(),
+                payload: serde_json::json!({ "attempt_id": attempt.id }),
+                dedupe_key: Some(format!("poll:{}", attempt.id)),
+                run_at: now_ms(),
+            })
+            .await
+            .map_err(|e| format!("the push was sent but could not be followed ({e})."))?;
+        let _ = self.audit(case, attempt, "push sent", None).await;
+        tracing::info!(attempt.id = attempt.id, "pushed");
+        Ok(())
+    }
+
+    /// Step 3: one long-poll of a pushed attempt. Returns true when the outcome is final.
+    #[tracing::instrument(skip(self))]
+    pub async fn poll(&self, attempt_id: i64) -> Result<bool, FlowError> {
+        let Some(mut attempt) = self.store.attempt(attempt_id).await? else {
+            return Ok(true);
+        };
+        if attempt.state != "pushed" {
+            return Ok(true);
+        }
+        let case = self
+            .store
+            .ticket_case(attempt.case_id)
+            .await?
+            .ok_or(FlowError::UnknownCase)?;
+        let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
+        let txid = attempt.txid.clone().unwrap_or_default();
+        let status = self.clients.duo(org).await?.status(&txid).await?;
+        let age = created_age_secs(&attempt.created_at);
+        let state = match status {
+            PushStatus::Waiting if age < self.settings.push_cap_secs => return Ok(false),
+            PushStatus::Waiting | PushStatus::TimedOut => "timed_out",
+            PushStatus::Approved => "approved",
+            PushStatus::Denied => "denied",
+            PushStatus::Fraud => "fraud",
+            PushStatus::Bypass => "bypass",
+            PushStatus::LockedOut => "locked_out",
+            PushStatus::Failed(ref msg) => {
+                attempt.reason = Some(msg.clone());
+                "failed"
+            }
+        };
+        attempt.state = state.into();
+        attempt.finished_at = Some(now_text());
+        if !self.store.transition_attempt(&attempt, "pushed").await? {
+            return Ok(true); // Another worker recorded the outcome first.
+        }
+        let user = attempt.duo_username.clone().unwrap_or_default();
+        let tech = attempt.technician_name.clone();
+        let new_link = || self.link_for(case.id, org);
+        let body = match state {
+            "approved" => notes::approved(&user, &tech),
+            "denied" => notes::denied(&user, &tech, &new_link()),
+            "timed_out" => notes::timed_out(&user, &tech, &new_link()),
+            "fraud" => notes::fraud(&user, &tech),
+            "bypass" => notes::not_verified(
+                &tech,
+                "Duo answered with bypass: the user is exempt from two-factor, so no push reached \
+                 a device.",
+            ),
+            "locked_out" => notes::not_verified(&tech, "the Duo user is locked out."),
+            _ => notes::not_verified(
+                &tech,
+                &format!(
+                    "Duo ended the push ({}).",
+                    attempt.reason.clone().unwrap_or_default()
+                ),
+            ),
+        };
+        self.store
+            .queue_note(case.id, state, &body, now_ms())
+            .await?;
+        self.audit(&case, &attempt, "push answered", None).await?;
+        tracing::info!(attempt.id = attempt.id, outcome = state, "push answered");
+        Ok(true)
+    }
+
+    /// Posts one queued note. Retryable failures are left to the job's back-off.
+    pub async fn post_note(&self, note_id: i64) -> Result<(), FlowError> {
+        let Some(note) = self.store.note(note_id).await? else {
+            return Ok(());
+        };
+        if note.psa_note_id.is_some() {
+            return Ok(());
+        }
+        let case = self
+            .store
+            .ticket_case(note.case_id)
+            .await?
+            .ok_or(FlowError::UnknownCase)?;
+        let source = self.clients.ticket_source(case.connection_id).await?;
+        let psa_id = source
+            .post_internal_note(&case.ticket_id, &note.body)
+            .await?;
+        self.store.mark_note_posted(note.id, &psa_id).await?;
+        tracing::info!(ticket.id = %case.ticket_id, note.kind = %note.kind, "note posted");
+        Ok(())
+    }
+
+    async fn audit(
+        &self,
+        case: &TicketCase,
+        attempt: &Attempt,
+        action: &str,
+        detail: Option<&str>,
+    ) -> Result<(), StorageError> {
+        self.store
+            .append_audit(&AuditEntry {
+                actor: attempt.technician_name.clone(),
+                action: action.into(),
+                organization_id: case.organization_id,
+                ticket: Some(case.ticket_id.clone()),
+                contact: Some(contact_label(case)),
+                duo_user: attempt.duo_username.clone(),
+                outcome: Some(attempt.state.clone()),
+                txid: attempt.txid.clone(),
+                detail: detail.map(Into::into),
+                ..Default::default()
+            })
+            .await
+    }
+}
+
+fn created_age_secs(created_at: &str) -> i64 {
+    let parsed = time::PrimitiveDateTime::parse(
+        created_at,
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"),
+    );
+    match parsed {
+        Ok(t) => now() - t.assume_utc().unix_timestamp(),
+        Err(_) => 0,
+    }
+}
+
+fn refusal_for_match(result: &MatchResult) -> String {
+    match result {
+        MatchResult::One { .. } => String::new(),
+        MatchResult::None => "no Duo user matches this contact's e-mail or name.".into(),
+        MatchResult::Several { count, by } => format!(
+            "{count} Duo users match this contact's {}, so the caller cannot be told apart.",
+            match by {
+                MatchBy::Email => "e-mail",
+                MatchBy::Name => "name",
+            }
+        ),
+    }
+}
+
+fn check_status(user: &Candidate) -> Result<(), String> {
+    match user.status.as_str() {
+        "active" => {}
+        "bypass" => {
+            return Err(
+                "the Duo user is in bypass status: a push would be approved without \
+                        reaching a device, which proves nothing."
+                    .into(),
+            )
+        }
+        "disabled" => return Err("the Duo user is disabled.".into()),
+        "locked out" => return Err("the Duo user is locked out.".into()),
+        other => return Err(format!("the Duo user's status is {other}.")),
+    }
+    if !user.is_enrolled {
+        return Err("the Duo user is not enrolled.".into());
+    }
+    Ok(())
+}

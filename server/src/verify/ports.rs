@@ -1,0 +1,120 @@
+//! What the flow needs from a PSA and from Duo, in the flow's own terms. The PSA and Duo
+//! modules provide these; tests and the flow never depend on one vendor's wire format.
+use std::sync::Arc;
+
+use crate::verify::matching::Candidate;
+
+/// A failure talking to an outside system.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteError {
+    pub message: String,
+    /// A later try may work (rate limit, 5xx, network).
+    pub retryable: bool,
+}
+
+impl RemoteError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        RemoteError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        RemoteError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// A ticket and its contact, as far as the PSA could provide them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketFacts {
+    pub summary: Option<String>,
+    pub company_id: Option<String>,
+    pub company_name: Option<String>,
+    pub has_contact: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl TicketFacts {
+    /// The required pieces that are missing, in words for a note.
+    pub fn missing(&self) -> Vec<&'static str> {
+        let blank = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or("").is_empty();
+        let mut missing = Vec::new();
+        if blank(&self.summary) {
+            missing.push("ticket summary");
+        }
+        if blank(&self.company_id) {
+            missing.push("company");
+        }
+        if !self.has_contact {
+            missing.push("contact");
+        } else {
+            if blank(&self.first_name) {
+                missing.push("contact first name");
+            }
+            if blank(&self.last_name) {
+                missing.push("contact last name");
+            }
+        }
+        missing
+    }
+}
+
+#[async_trait::async_trait]
+pub trait TicketSource: Send + Sync {
+    async fn ticket_facts(&self, ticket_id: &str) -> Result<TicketFacts, RemoteError>;
+    /// Writes an internal note; returns the PSA's id of the note.
+    async fn post_internal_note(&self, ticket_id: &str, text: &str) -> Result<String, RemoteError>;
+}
+
+/// What Duo said before a push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Preauth {
+    /// A push can be sent.
+    Push,
+    /// Duo would let the user in without a push (bypass, trusted network): proves nothing.
+    Allow,
+    Deny(String),
+    NotEnrolled,
+    NoPushDevice,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushStatus {
+    Waiting,
+    Approved,
+    Denied,
+    Fraud,
+    Bypass,
+    LockedOut,
+    TimedOut,
+    /// Any other final answer, with Duo's words.
+    Failed(String),
+}
+
+#[async_trait::async_trait]
+pub trait DuoGateway: Send + Sync {
+    /// Every user of the account (paged through by the implementation).
+    async fn directory(&self) -> Result<Vec<Candidate>, RemoteError>;
+    /// One user, read fresh.
+    async fn user(&self, user_id: &str) -> Result<Option<Candidate>, RemoteError>;
+    async fn preauth(&self, username: &str) -> Result<Preauth, RemoteError>;
+    /// Starts an asynchronous push; returns the transaction id.
+    async fn push(&self, username: &str, text: &str) -> Result<String, RemoteError>;
+    /// One long-poll of a push's status.
+    async fn status(&self, txid: &str) -> Result<PushStatus, RemoteError>;
+}
+
+/// Builds clients from stored settings.
+#[async_trait::async_trait]
+pub trait Clients: Send + Sync {
+    async fn ticket_source(&self, connection_id: i64)
+        -> Result<Arc<dyn TicketSource>, RemoteError>;
+    async fn duo(&self, organization_id: i64) -> Result<Arc<dyn DuoGateway>, RemoteError>;
+}
