@@ -331,10 +331,7 @@ async fn listing_users_follows_next_offset_across_pages() {
     assert_eq!(names.last().map(String::as_str), Some("user6"));
     assert_eq!(sim.admin_calls(&sim.main_account_id()), 3);
     let first = admin.users_page(3, 0).await.unwrap();
-    assert_eq!(
-        (first.next_offset, first.total_objects),
-        (Some(3), Some(7))
-    );
+    assert_eq!((first.next_offset, first.total_objects), (Some(3), Some(7)));
 }
 
 #[tokio::test]
@@ -348,7 +345,10 @@ async fn users_are_found_by_username_alias_email_and_id() {
     assert_eq!(by_alias.user_id, id);
     assert!(by_alias.is_enrolled && by_alias.has_push_phone());
     assert_eq!(by_alias.realname.as_deref(), Some("Alex Example"));
-    assert_eq!(by_alias.aliases.get("alias1").map(String::as_str), Some("aexample"));
+    assert_eq!(
+        by_alias.aliases.get("alias1").map(String::as_str),
+        Some("aexample")
+    );
     let by_email = admin
         .users_by_email("alex.example@contoso.example")
         .await
@@ -358,7 +358,10 @@ async fn users_are_found_by_username_alias_email_and_id() {
         admin.user_by_id(&id).await.unwrap().map(|u| u.username),
         Some("alex.example".into())
     );
-    assert_eq!(admin.user_by_id(&"DUNOSUCHUSER".into()).await.unwrap(), None);
+    assert_eq!(
+        admin.user_by_id(&"DUNOSUCHUSER".into()).await.unwrap(),
+        None
+    );
     assert_eq!(admin.user_by_username("ghost").await.unwrap(), None);
 }
 
@@ -382,7 +385,9 @@ async fn admin_calls_on_a_child_account_go_through_the_accounts_keys() {
     assert_eq!(sim.admin_calls(&sim.main_account_id()), 0);
     // Without account_id the Accounts keys reach no Admin API.
     let without = accounts.users_page(10, 0).await;
-    assert!(matches!(without, Err(DuoError::InvalidParameters { detail }) if detail == "account_id"));
+    assert!(
+        matches!(without, Err(DuoError::InvalidParameters { detail }) if detail == "account_id")
+    );
 }
 
 #[tokio::test]
@@ -420,14 +425,16 @@ async fn a_per_minute_style_page_limit_slows_a_listing_down_but_it_completes() {
         sim.add_user(SimUser::new(&format!("user{i}")));
     }
     sim.set_rate_limit(RateScope::AdminListUsers, 2, Duration::from_millis(100));
-    let admin = client(&sim.admin_keys()).with_retry_policy(RetryPolicy::with_base_delay(
-        Duration::from_millis(20),
-    ));
+    let admin = client(&sim.admin_keys())
+        .with_retry_policy(RetryPolicy::with_base_delay(Duration::from_millis(20)));
 
     let users = admin.list_users(2).await.unwrap();
 
     assert_eq!(users.len(), 6);
-    assert!(sim.admin_calls(&sim.main_account_id()) > 3, "some calls were refused");
+    assert!(
+        sim.admin_calls(&sim.main_account_id()) > 3,
+        "some calls were refused"
+    );
 }
 
 #[tokio::test]

@@ -79,7 +79,12 @@ async fn run_crosscheck(sig_version: u32, digest: Option<&str>) -> Value {
     cmd.arg(script)
         .args(["--host", url.trim_start_matches("http://")])
         .args(["--auth-ikey", &auth.ikey, "--auth-skey", auth.skey.expose()])
-        .args(["--admin-ikey", &admin.ikey, "--admin-skey", admin.skey.expose()])
+        .args([
+            "--admin-ikey",
+            &admin.ikey,
+            "--admin-skey",
+            admin.skey.expose(),
+        ])
         .args(["--username", "alex.example", "--page-limit", "2"])
         .args(["--sig-version", &sig_version.to_string()]);
     if let Some(d) = digest {

@@ -60,11 +60,19 @@ fn every_vector_reproduces_its_canonical_parameters() {
     let mut checked = 0;
     for v in vectors() {
         if let Some(expected) = v["expected_canon_params"].as_str() {
-            assert_eq!(signing::canon_params(&params_of(&v)), expected, "{}", name(&v));
+            assert_eq!(
+                signing::canon_params(&params_of(&v)),
+                expected,
+                "{}",
+                name(&v)
+            );
             checked += 1;
         }
     }
-    assert!(checked >= 20, "only {checked} vectors had canonical parameters");
+    assert!(
+        checked >= 20,
+        "only {checked} vectors had canonical parameters"
+    );
 }
 
 #[test]
@@ -73,7 +81,12 @@ fn every_vector_reproduces_its_body_and_x_duo_header_hashes() {
     for v in vectors() {
         if let Some(expected) = v["expected_body_hash"].as_str() {
             let body = v["body"].as_str().unwrap_or("");
-            assert_eq!(signing::sha512_hex(body.as_bytes()), expected, "{}", name(&v));
+            assert_eq!(
+                signing::sha512_hex(body.as_bytes()),
+                expected,
+                "{}",
+                name(&v)
+            );
             checked += 1;
         }
         if let Some(expected) = v["expected_x_duo_headers_hash"].as_str() {
@@ -144,7 +157,10 @@ fn every_vector_reproduces_its_canonical_string_signature_and_authorization() {
             auths += 1;
         }
     }
-    assert!(canon >= 5 && sigs >= 12 && auths >= 5, "{canon} {sigs} {auths}");
+    assert!(
+        canon >= 5 && sigs >= 12 && auths >= 5,
+        "{canon} {sigs} {auths}"
+    );
 }
 
 #[test]
@@ -158,7 +174,12 @@ fn negative_vectors_differ_from_the_correct_canonical_form_and_signature() {
         let input = input_of(&v, &params, &[]);
         let version = version_of(&v);
         let canonical = signing::canonical_string(version, &input).unwrap();
-        assert_ne!(canonical, neg["canonical"].as_str().unwrap(), "{}", name(&v));
+        assert_ne!(
+            canonical,
+            neg["canonical"].as_str().unwrap(),
+            "{}",
+            name(&v)
+        );
         let skey = v["skey"].as_str().unwrap();
         // The negative signature really is the HMAC of the wrong form, and not of the right one.
         assert_eq!(
@@ -180,8 +201,14 @@ fn negative_vectors_differ_from_the_correct_canonical_form_and_signature() {
 
 /// The request a vector describes, as it would arrive at the simulator.
 fn raw_request(v: &Value) -> RawRequest {
-    let method = Method::from_bytes(v["method"].as_str().unwrap().to_ascii_uppercase().as_bytes())
-        .unwrap();
+    let method = Method::from_bytes(
+        v["method"]
+            .as_str()
+            .unwrap()
+            .to_ascii_uppercase()
+            .as_bytes(),
+    )
+    .unwrap();
     let params = params_of(v);
     let mut headers = HeaderMap::new();
     headers.insert(

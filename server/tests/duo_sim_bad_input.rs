@@ -68,9 +68,8 @@ impl<'a> Req<'a> {
         };
         let mut signed_params = self.query.clone();
         if self.content_type == Some("application/x-www-form-urlencoded") {
-            signed_params.extend(
-                url::form_urlencoded::parse(&self.body).map(|(k, v)| (k.into(), v.into())),
-            );
+            signed_params
+                .extend(url::form_urlencoded::parse(&self.body).map(|(k, v)| (k.into(), v.into())));
         }
         let http = reqwest::Client::new();
         let method = reqwest::Method::from_bytes(self.method.as_bytes()).unwrap();

@@ -593,9 +593,7 @@ impl DuoClient {
                 signing::authorization_header(&self.ikey, &signature),
             );
         if let Some(ct) = content_type {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, ct)
-                .body(body);
+            request = request.header(reqwest::header::CONTENT_TYPE, ct).body(body);
         }
         Ok(request)
     }
@@ -749,8 +747,8 @@ mod tests {
 
     #[test]
     fn the_debug_form_of_a_client_hides_the_secret_key() {
-        let client = DuoClient::new("api-x.duosecurity.com", "DIKEY", Secret::new("s3cr3t-skey"))
-            .unwrap();
+        let client =
+            DuoClient::new("api-x.duosecurity.com", "DIKEY", Secret::new("s3cr3t-skey")).unwrap();
         assert!(!format!("{client:?}").contains("s3cr3t"));
     }
 

@@ -207,9 +207,13 @@ pub fn canonical_string(
 ) -> Result<String, HeaderError> {
     let params_line = canon_params(input.params);
     Ok(match version {
-        SignatureVersion::V2(_) => {
-            canonical_v2(input.date, input.method, input.host, input.path, &params_line)
-        }
+        SignatureVersion::V2(_) => canonical_v2(
+            input.date,
+            input.method,
+            input.host,
+            input.path,
+            &params_line,
+        ),
         SignatureVersion::V5 => canonical_v5(
             input.date,
             input.method,
@@ -364,6 +368,9 @@ mod tests {
             canon_x_duo_headers(&[("X-Duo-A", "1"), ("x-duo-a", "2")]),
             Err(HeaderError::Repeated(_))
         ));
-        assert_eq!(x_duo_headers_hash::<&str, &str>(&[]), Ok(EMPTY_SHA512_HEX.into()));
+        assert_eq!(
+            x_duo_headers_hash::<&str, &str>(&[]),
+            Ok(EMPTY_SHA512_HEX.into())
+        );
     }
 }

@@ -315,16 +315,34 @@ mod tests {
 
     #[test]
     fn only_allow_allow_is_approved() {
-        assert_eq!(status("allow", "allow").outcome(), Some(PushOutcome::Approved));
-        assert_eq!(status("allow", "bypass").outcome(), Some(PushOutcome::Bypass));
-        assert_eq!(status("allow", "weird").outcome(), Some(PushOutcome::Bypass));
-        assert_eq!(status("bogus", "allow").outcome(), Some(PushOutcome::Denied));
+        assert_eq!(
+            status("allow", "allow").outcome(),
+            Some(PushOutcome::Approved)
+        );
+        assert_eq!(
+            status("allow", "bypass").outcome(),
+            Some(PushOutcome::Bypass)
+        );
+        assert_eq!(
+            status("allow", "weird").outcome(),
+            Some(PushOutcome::Bypass)
+        );
+        assert_eq!(
+            status("bogus", "allow").outcome(),
+            Some(PushOutcome::Denied)
+        );
     }
 
     #[test]
     fn timeout_is_final_whether_it_comes_with_waiting_or_deny() {
-        assert_eq!(status("waiting", "timeout").outcome(), Some(PushOutcome::TimedOut));
-        assert_eq!(status("deny", "timeout").outcome(), Some(PushOutcome::TimedOut));
+        assert_eq!(
+            status("waiting", "timeout").outcome(),
+            Some(PushOutcome::TimedOut)
+        );
+        assert_eq!(
+            status("deny", "timeout").outcome(),
+            Some(PushOutcome::TimedOut)
+        );
         assert_eq!(status("waiting", "pushed").outcome(), None);
     }
 
@@ -332,7 +350,10 @@ mod tests {
     fn deny_statuses_map_to_their_outcomes() {
         assert_eq!(status("deny", "deny").outcome(), Some(PushOutcome::Denied));
         assert_eq!(status("deny", "fraud").outcome(), Some(PushOutcome::Fraud));
-        assert_eq!(status("deny", "locked_out").outcome(), Some(PushOutcome::LockedOut));
+        assert_eq!(
+            status("deny", "locked_out").outcome(),
+            Some(PushOutcome::LockedOut)
+        );
     }
 
     #[test]
@@ -359,11 +380,15 @@ mod tests {
         );
         let text = std::fs::read_to_string(path).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let devices: Vec<Device> = serde_json::from_value(v["response"]["devices"].clone()).unwrap();
+        let devices: Vec<Device> =
+            serde_json::from_value(v["response"]["devices"].clone()).unwrap();
         let pre = PreauthResult::Auth {
             devices,
             status_msg: String::new(),
         };
-        assert_eq!(pre.push_device().map(|d| d.device.as_str()), Ok("DPQ4K7M2X9B3T6W1N8RZ"));
+        assert_eq!(
+            pre.push_device().map(|d| d.device.as_str()),
+            Ok("DPQ4K7M2X9B3T6W1N8RZ")
+        );
     }
 }

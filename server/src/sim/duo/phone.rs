@@ -98,7 +98,10 @@ pub async fn phone_action(
         return SimError::not_found().into_response();
     };
     sim.decide(&TxId(txid), decision);
-    let back = format!("/phone/{}", crate::duo::signing::encode_component(&username));
+    let back = format!(
+        "/phone/{}",
+        crate::duo::signing::encode_component(&username)
+    );
     Redirect::to(&back).into_response()
 }
 

@@ -561,9 +561,7 @@ async fn account_list(State(sim): State<DuoSim>, req: Request) -> Response {
                 .accounts
                 .iter()
                 .filter(|acc| acc.parent.as_ref() == Some(&a.account))
-                .map(|acc| {
-                    json!({"account_id": acc.id, "name": acc.name, "api_hostname": a.host})
-                })
+                .map(|acc| json!({"account_id": acc.id, "name": acc.name, "api_hostname": a.host}))
                 .collect();
             Ok(ok(Value::Array(children)))
         }
