@@ -33,8 +33,15 @@ pub struct Config {
     pub session_minutes: i64,
     /// Key that encrypts stored secrets and signs links (base64 of 32 bytes).
     pub master_key: Option<Secret>,
-    /// File holding the master key, used when `master_key` is not set.
+    /// File holding the master key, used when `master_key` is not set. Default: `master.key`
+    /// beside the SQLite database (created on first start).
     pub master_key_file: Option<PathBuf>,
+    /// How long a verification link in a note keeps working.
+    pub link_lifetime_hours: i64,
+    /// A push nobody answered counts as timed out after this many seconds.
+    pub push_timeout_secs: i64,
+    /// Background workers (ticket intake, push polling, note posting).
+    pub workers: usize,
 }
 
 /// Defaults that need no file at all.
@@ -46,6 +53,9 @@ struct Defaults {
     site_root: &'static str,
     log_format: LogFormat,
     session_minutes: i64,
+    link_lifetime_hours: i64,
+    push_timeout_secs: i64,
+    workers: usize,
 }
 
 impl Default for Defaults {
@@ -57,6 +67,9 @@ impl Default for Defaults {
             site_root: "target/site",
             log_format: LogFormat::Text,
             session_minutes: 480,
+            link_lifetime_hours: 168,
+            push_timeout_secs: 150,
+            workers: 16,
         }
     }
 }
@@ -124,6 +137,25 @@ impl Config {
             session_minutes: 480,
             master_key: None,
             master_key_file: None,
+            link_lifetime_hours: 168,
+            push_timeout_secs: 150,
+            workers: 4,
+        }
+    }
+
+    /// Where the master key file is: as configured, else beside the SQLite database.
+    pub fn master_key_path(&self) -> PathBuf {
+        if let Some(path) = &self.master_key_file {
+            return path.clone();
+        }
+        let db_file = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest));
+        match db_file.map(Path::new).and_then(Path::parent) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join("master.key"),
+            _ => PathBuf::from("data/master.key"),
         }
     }
 }

@@ -8,6 +8,10 @@ use tokio::net::TcpListener;
 
 use crate::backend::AppBackend;
 use crate::config::Config;
+use crate::crypto::MasterKey;
+use crate::verify::clients::StoredClients;
+use crate::verify::flow::{Flow, FlowSettings};
+use crate::verify::worker::Worker;
 use crate::http::{router, AppState};
 use crate::storage::{self, Store};
 
@@ -17,6 +21,7 @@ pub struct Application {
     router: axum::Router,
     pub store: Store,
     pub addr: SocketAddr,
+    pub flow: Flow,
 }
 
 impl Application {

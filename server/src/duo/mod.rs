@@ -1,6 +1,7 @@
 //! Duo Security APIs: request signing, the Auth, Admin and Accounts API client.
 pub mod client;
 pub mod error;
+pub mod gateway;
 pub mod signing;
 pub mod types;
 

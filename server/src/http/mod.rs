@@ -17,6 +17,8 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::config::Config;
 use crate::storage::{SharedSessionStore, Store};
+use crate::verify::flow::Flow;
+use crate::verify::worker::Worker;
 
 /// What every handler can reach.
 #[derive(Clone, FromRef)]
@@ -25,6 +27,8 @@ pub struct AppState {
     pub store: Store,
     pub backend: SharedBackend,
     pub config: Arc<Config>,
+    pub flow: Flow,
+    pub worker: Worker,
 }
 
 pub fn router(state: AppState) -> Router {

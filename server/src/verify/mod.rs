@@ -1,5 +1,6 @@
 //! The verification flow: ticket intake, the link note, matching the contact to a Duo user,
 //! the push, and the outcome note.
+pub mod clients;
 pub mod flow;
 pub mod link;
 pub mod matching;

@@ -1,0 +1,97 @@
+//! The verification flow's view of one Duo account: its Admin API directory and Auth API push.
+use crate::duo::client::DuoClient;
+use crate::duo::error::DuoError;
+use crate::duo::types::{DuoUser, DuoUserId, PushOutcome, PushRefusal, PushRequest, TxId};
+use crate::verify::matching::Candidate;
+use crate::verify::ports::{DuoGateway, Preauth, PushStatus, RemoteError};
+
+/// The two applications of one Duo account deskproof uses.
+pub struct DuoAccount {
+    pub auth: DuoClient,
+    pub admin: DuoClient,
+}
+
+fn remote(e: DuoError) -> RemoteError {
+    let retryable = match &e {
+        DuoError::RateLimited { .. } | DuoError::Timeout(_) | DuoError::Transport(_) => true,
+        DuoError::Api { http_status, .. } => *http_status >= 500,
+        _ => false,
+    };
+    RemoteError { message: e.to_string(), retryable }
+}
+
+fn candidate(u: DuoUser) -> Candidate {
+    Candidate {
+        user_id: u.user_id.0.clone(),
+        aliases: u.aliases.values().cloned().collect(),
+        email: u.email.as_ref().map(|m| m.expose().to_owned()),
+        first_name: u.firstname,
+        last_name: u.lastname,
+        real_name: u.realname,
+        status: serde_json::to_value(&u.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into()),
+        is_enrolled: u.is_enrolled,
+        username: u.username,
+    }
+}
+
+#[async_trait::async_trait]
+impl DuoGateway for DuoAccount {
+    async fn directory(&self) -> Result<Vec<Candidate>, RemoteError> {
+        let users = self.admin.list_users(300).await.map_err(remote)?;
+        Ok(users.into_iter().map(candidate).collect())
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<Candidate>, RemoteError> {
+        let user = self
+            .admin
+            .user_by_id(&DuoUserId(user_id.to_owned()))
+            .await
+            .map_err(remote)?;
+        Ok(user.map(candidate))
+    }
+
+    async fn preauth(&self, username: &str) -> Result<Preauth, RemoteError> {
+        let result = self.auth.preauth(username).await.map_err(remote)?;
+        Ok(match result.push_device() {
+            Ok(_) => Preauth::Push,
+            Err(PushRefusal::NoPushDevice) => Preauth::NoPushDevice,
+            Err(PushRefusal::NotEnrolled) => Preauth::NotEnrolled,
+            Err(PushRefusal::WouldNotPush { .. }) => Preauth::Allow,
+            Err(PushRefusal::Disabled { status_msg } | PushRefusal::LockedOut { status_msg }) => {
+                Preauth::Deny(status_msg)
+            }
+        })
+    }
+
+    async fn push(&self, username: &str, text: &str) -> Result<String, RemoteError> {
+        let request = PushRequest {
+            username: username.to_owned(),
+            device: None,
+            type_text: Some(text.to_owned()),
+            display_username: None,
+            pushinfo: vec![("Request".to_owned(), text.to_owned())],
+        };
+        let txid = self.auth.auth_push_async(&request).await.map_err(remote)?;
+        Ok(txid.0)
+    }
+
+    async fn status(&self, txid: &str) -> Result<PushStatus, RemoteError> {
+        let status = self
+            .auth
+            .auth_status(&TxId(txid.to_owned()))
+            .await
+            .map_err(remote)?;
+        Ok(match status.outcome() {
+            None => PushStatus::Waiting,
+            Some(PushOutcome::Approved) => PushStatus::Approved,
+            Some(PushOutcome::Denied) => PushStatus::Denied,
+            Some(PushOutcome::Fraud) => PushStatus::Fraud,
+            Some(PushOutcome::Bypass) => PushStatus::Bypass,
+            Some(PushOutcome::LockedOut) => PushStatus::LockedOut,
+            Some(PushOutcome::TimedOut) => PushStatus::TimedOut,
+        })
+    }
+}

@@ -1,0 +1,55 @@
+//! Builds PSA and Duo clients from what admins stored, opening sealed secrets on the way.
+use std::sync::Arc;
+
+use crate::crypto::MasterKey;
+use crate::duo::gateway::DuoAccount;
+use crate::duo::{DuoClient, RetryPolicy};
+use crate::storage::Store;
+use crate::verify::ports::{Clients, DuoGateway, RemoteError, TicketSource};
+
+#[derive(Clone)]
+pub struct StoredClients {
+    pub store: Store,
+    pub key: MasterKey,
+    pub duo_retry: RetryPolicy,
+}
+
+fn stored(e: impl std::fmt::Display) -> RemoteError {
+    RemoteError::permanent(format!("stored settings cannot be used: {e}"))
+}
+
+#[async_trait::async_trait]
+impl Clients for StoredClients {
+    async fn ticket_source(
+        &self,
+        connection_id: i64,
+    ) -> Result<Arc<dyn TicketSource>, RemoteError> {
+        let row = self
+            .store
+            .psa_connection(connection_id)
+            .await
+            .map_err(|e| RemoteError::retryable(e.to_string()))?
+            .ok_or_else(|| RemoteError::permanent(format!("no PSA connection {connection_id}")))?;
+        let secrets = self.key.open(&row.secrets_sealed).map_err(stored)?;
+        crate::psa::ticket_source(&row.kind, &row.settings, secrets.expose())
+            .map_err(|e| stored(format!("{} connection {:?}: {e}", row.kind, row.name)))
+    }
+
+    async fn duo(&self, organization_id: i64) -> Result<Arc<dyn DuoGateway>, RemoteError> {
+        let row = self
+            .store
+            .duo_account(organization_id)
+            .await
+            .map_err(|e| RemoteError::retryable(e.to_string()))?
+            .ok_or_else(|| RemoteError::permanent("no Duo account is set up for this organization"))?;
+        let auth_skey = self.key.open(&row.auth_skey_sealed).map_err(stored)?;
+        let admin_skey = self.key.open(&row.admin_skey_sealed).map_err(stored)?;
+        let auth = DuoClient::new(&row.api_host, row.auth_ikey.clone(), auth_skey)
+            .map_err(stored)?
+            .with_retry_policy(self.duo_retry.clone());
+        let admin = DuoClient::new(&row.api_host, row.admin_ikey.clone(), admin_skey)
+            .map_err(stored)?
+            .with_retry_policy(self.duo_retry.clone());
+        Ok(Arc::new(DuoAccount { auth, admin }))
+    }
+}
