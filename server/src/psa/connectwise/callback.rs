@@ -259,7 +259,11 @@ impl CallbackVerifier {
     }
 
     /// Fetches keys over HTTP with the given client.
-    pub fn over_http(connectwise_url: &Url, http: reqwest::Client, client_id: Option<String>) -> Self {
+    pub fn over_http(
+        connectwise_url: &Url,
+        http: reqwest::Client,
+        client_id: Option<String>,
+    ) -> Self {
         Self::new(
             connectwise_url,
             Arc::new(HttpKeyFetcher::new(http, client_id)),
@@ -354,9 +358,7 @@ impl CallbackVerifier {
         headers: &axum::http::HeaderMap,
         body: &[u8],
     ) -> Result<CallbackEvent, CallbackError> {
-        let signature = headers
-            .get(SIGNATURE_HEADER)
-            .and_then(|v| v.to_str().ok());
+        let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
         self.verify(signature, body).await
     }
 }

@@ -172,13 +172,19 @@ impl ConnectWiseClient {
     /// `GET /company/contacts/{id}`, as ConnectWise returns it.
     #[tracing::instrument(skip(self), fields(psa = "connectwise", contact.id = %id))]
     pub async fn contact(&self, id: ContactId) -> Result<CwContact, PsaError> {
-        self.get(&format!("/company/contacts/{id}"), || format!("contact {id}"))
-            .await
+        self.get(&format!("/company/contacts/{id}"), || {
+            format!("contact {id}")
+        })
+        .await
     }
 
     /// `POST /service/tickets/{id}/notes` with the internal-only flags.
     #[tracing::instrument(skip(self, text), fields(psa = "connectwise", ticket.id = %ticket))]
-    pub async fn add_internal_note(&self, ticket: TicketId, text: &str) -> Result<CwNote, PsaError> {
+    pub async fn add_internal_note(
+        &self,
+        ticket: TicketId,
+        text: &str,
+    ) -> Result<CwNote, PsaError> {
         let note: CwNote = self
             .post(
                 &format!("/service/tickets/{ticket}/notes"),

@@ -294,7 +294,12 @@ impl ApiError {
                 out.push_str(field);
                 out.push_str(": ");
             }
-            out.push_str(e.message.as_deref().or(e.code.as_deref()).unwrap_or("invalid"));
+            out.push_str(
+                e.message
+                    .as_deref()
+                    .or(e.code.as_deref())
+                    .unwrap_or("invalid"),
+            );
         }
         out
     }
@@ -342,7 +347,10 @@ mod tests {
             {"communicationType": "Phone", "value": "555", "defaultFlag": true},
             {"communicationType": "Email", "value": "new@contoso.example", "defaultFlag": true}
         ]);
-        assert_eq!(primary_email(&items).as_deref(), Some("new@contoso.example"));
+        assert_eq!(
+            primary_email(&items).as_deref(),
+            Some("new@contoso.example")
+        );
     }
 
     #[test]
@@ -351,7 +359,10 @@ mod tests {
         let by_type_name = json!([{"type": {"id": 1, "name": "Email"}, "value": "a@b.example"}]);
         assert_eq!(primary_email(&by_type_name).as_deref(), Some("a@b.example"));
         let by_type_string = json!([{"type": "email", "value": "c@d.example"}]);
-        assert_eq!(primary_email(&by_type_string).as_deref(), Some("c@d.example"));
+        assert_eq!(
+            primary_email(&by_type_string).as_deref(),
+            Some("c@d.example")
+        );
         // Junk entries, missing values and non-addresses are skipped, not errors.
         let junk = json!([42, null, {"communicationType": "Email"},
                           {"communicationType": "Email", "value": "not an address"},
