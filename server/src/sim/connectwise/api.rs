@@ -86,19 +86,19 @@ async fn authenticate(
     }
     let principal = match principal(&shared.lock(), request.headers()) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     request.extensions_mut().insert(principal);
     next.run(request).await
 }
 
-fn principal(s: &State, headers: &HeaderMap) -> Result<Principal, Response> {
+fn principal(s: &State, headers: &HeaderMap) -> Result<Principal, Box<Response>> {
     let unauthorized = || {
-        cw_error(
+        Box::new(cw_error(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
             "The credentials supplied are not valid",
-        )
+        ))
     };
     // Limitation: the exact status and code ConnectWise answers a missing clientId with are
     // not confirmed; 400 with a ConnectWise-shaped body is assumed.
@@ -108,11 +108,11 @@ fn principal(s: &State, headers: &HeaderMap) -> Result<Principal, Response> {
         .map(str::trim)
         .unwrap_or("");
     if client_id.is_empty() {
-        return Err(cw_error(
+        return Err(Box::new(cw_error(
             StatusCode::BAD_REQUEST,
             "InvalidClientId",
             "A clientId header is required. See https://developer.connectwise.com/ClientID",
-        ));
+        )));
     }
     let encoded = headers
         .get("authorization")
@@ -208,8 +208,8 @@ async fn fallback(
 }
 
 /// `page` (from 1) and `pageSize` (default 25, at most 1000: larger values are capped).
-fn paging(q: &HashMap<String, String>) -> Result<(usize, usize), Response> {
-    let parse = |name: &str, default: usize| -> Result<usize, Response> {
+fn paging(q: &HashMap<String, String>) -> Result<(usize, usize), Box<Response>> {
+    let parse = |name: &str, default: usize| -> Result<usize, Box<Response>> {
         match q.get(name) {
             None => Ok(default),
             Some(v) => v
@@ -218,11 +218,11 @@ fn paging(q: &HashMap<String, String>) -> Result<(usize, usize), Response> {
                 .ok()
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| {
-                    cw_error(
+                    Box::new(cw_error(
                         StatusCode::BAD_REQUEST,
                         "InvalidParameter",
                         format!("{name} must be a positive integer"),
-                    )
+                    ))
                 }),
         }
     };
@@ -243,13 +243,13 @@ fn parse_id(raw: &str) -> Option<i64> {
 
 /// The conditions the simulator understands: `dateEntered >|>=|< [time]` and `id >|>=|< n`,
 /// joined with `and`. Anything else is refused rather than ignored.
-fn ticket_filter(conditions: &str) -> Result<Vec<(String, String, Value)>, Response> {
+fn ticket_filter(conditions: &str) -> Result<Vec<(String, String, Value)>, Box<Response>> {
     let bad = |c: &str| {
-        cw_error(
+        Box::new(cw_error(
             StatusCode::BAD_REQUEST,
             "InvalidConditions",
             format!("Unsupported condition: {c}"),
-        )
+        ))
     };
     let mut out = Vec::new();
     for clause in conditions
@@ -298,11 +298,11 @@ async fn list_tickets(
 ) -> Response {
     let paging = match paging(&q) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filter = match ticket_filter(q.get("conditions").map(String::as_str).unwrap_or("")) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let descending = q
         .get("orderBy")
@@ -346,7 +346,7 @@ async fn list_notes(
 ) -> Response {
     let paging = match paging(&q) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let s = shared.lock();
     let Some(ticket) = parse_id(&id).filter(|id| s.tickets.contains_key(id)) else {
@@ -362,16 +362,16 @@ async fn list_notes(
 }
 
 /// A flag that is absent takes `default`; one that is not a boolean is a validation error.
-fn flag(body: &Value, name: &str, default: bool) -> Result<bool, Response> {
+fn flag(body: &Value, name: &str, default: bool) -> Result<bool, Box<Response>> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(invalid(
+        Some(_) => Err(Box::new(invalid(
             "ticketNote",
             name,
             "InvalidValue",
             &format!("{name} must be true or false"),
-        )),
+        ))),
     }
 }
 
@@ -440,7 +440,7 @@ async fn post_note(
         }
     };
     let flags = (|| {
-        Ok::<_, Response>((
+        Ok::<_, Box<Response>>((
             flag(&body, "detailDescriptionFlag", false)?,
             flag(&body, "internalAnalysisFlag", false)?,
             flag(&body, "resolutionFlag", false)?,
@@ -449,7 +449,7 @@ async fn post_note(
     })();
     let (mut detail, internal, resolution, notify) = match flags {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     // A note with no type flag is a Discussion note, which the customer sees.
     if !detail && !internal && !resolution {
@@ -481,7 +481,7 @@ async fn list_companies(
 ) -> Response {
     let paging = match paging(&q) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let s = shared.lock();
     let all: Vec<Value> = s.companies.values().map(|c| s.company_json(c)).collect();
@@ -505,7 +505,7 @@ async fn list_contacts(
 ) -> Response {
     let paging = match paging(&q) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let s = shared.lock();
     let all: Vec<Value> = s.contacts.values().map(|c| s.contact_json(c)).collect();
@@ -529,7 +529,7 @@ async fn list_members(
 ) -> Response {
     let paging = match paging(&q) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let s = shared.lock();
     let all: Vec<Value> = s.members.values().map(State::member_json).collect();
@@ -554,11 +554,10 @@ async fn my_member(
     }
 }
 
-fn required(
-    body: &Value,
-    resource: &str,
-    fields: &[(&str, fn(&Value) -> bool)],
-) -> Option<Response> {
+/// A required field and how to tell that its value is usable.
+type Required<'a> = (&'a str, fn(&Value) -> bool);
+
+fn required(body: &Value, resource: &str, fields: &[Required<'_>]) -> Option<Response> {
     fields.iter().find_map(|(name, ok)| {
         let valid = body.get(*name).is_some_and(ok);
         (!valid).then(|| {
