@@ -225,12 +225,7 @@ async fn spawn_receiver(verifier: CallbackVerifier) -> Receiver {
 
 async fn sim_and_receiver() -> (ConnectWiseSim, Receiver) {
     let sim = ConnectWiseSim::start().await.unwrap();
-    let verifier = CallbackVerifier::over_http(
-        &sim.base_url(),
-        reqwest::Client::new(),
-        Some(sim.config().client_id),
-    )
-    .with_company(sim.config().company_id);
+    let verifier = CallbackVerifier::for_tenant(&sim.client_config()).unwrap();
     let receiver = spawn_receiver(verifier).await;
     (sim, receiver)
 }

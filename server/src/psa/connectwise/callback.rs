@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::model::CwTicket;
+use super::ConnectWiseConfig;
 use crate::psa::{CompanyId, TicketId};
 use crate::secret::Secret;
 
@@ -69,7 +70,8 @@ pub trait KeyFetcher: Send + Sync {
     async fn fetch(&self, key_url: &Url) -> Result<Secret, CallbackError>;
 }
 
-/// Fetches keys over HTTP(S): `GET key_url` → `{"signing_key": "…"}`.
+/// Fetches keys over HTTP(S): `GET key_url` → `{"signing_key": "…"}`. Redirects are not
+/// followed, so only the validated URL is ever requested.
 #[derive(Debug, Clone)]
 pub struct HttpKeyFetcher {
     http: reqwest::Client,
@@ -78,8 +80,13 @@ pub struct HttpKeyFetcher {
 
 impl HttpKeyFetcher {
     /// `client_id` is sent as a `clientId` header; ConnectWise does not require it here.
-    pub fn new(http: reqwest::Client, client_id: Option<String>) -> Self {
-        HttpKeyFetcher { http, client_id }
+    pub fn new(client_id: Option<String>) -> Result<Self, CallbackError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| CallbackError::KeyFetch(format!("HTTP client: {e}")))?;
+        Ok(HttpKeyFetcher { http, client_id })
     }
 }
 
@@ -91,10 +98,7 @@ struct KeyResponse {
 #[async_trait::async_trait]
 impl KeyFetcher for HttpKeyFetcher {
     async fn fetch(&self, key_url: &Url) -> Result<Secret, CallbackError> {
-        let mut request = self
-            .http
-            .get(key_url.clone())
-            .timeout(Duration::from_secs(10));
+        let mut request = self.http.get(key_url.clone());
         if let Some(client_id) = &self.client_id {
             request = request.header("clientId", client_id);
         }
@@ -103,6 +107,7 @@ impl KeyFetcher for HttpKeyFetcher {
             .await
             .map_err(|e| CallbackError::KeyFetch(e.without_url().to_string()))?;
         let status = response.status();
+        // A redirect is refused too: it would lead away from the validated URL.
         if !status.is_success() {
             return Err(CallbackError::KeyFetch(format!("HTTP {status}")));
         }
@@ -258,15 +263,23 @@ impl CallbackVerifier {
         }
     }
 
-    /// Fetches keys over HTTP with the given client.
+    /// Fetches keys over HTTP(S) with an [`HttpKeyFetcher`].
     pub fn over_http(
         connectwise_url: &Url,
-        http: reqwest::Client,
         client_id: Option<String>,
-    ) -> Self {
-        Self::new(
+    ) -> Result<Self, CallbackError> {
+        Ok(Self::new(
             connectwise_url,
-            Arc::new(HttpKeyFetcher::new(http, client_id)),
+            Arc::new(HttpKeyFetcher::new(client_id)?),
+        ))
+    }
+
+    /// The verifier for a configured tenant: its origin, its company name in key URLs, keys
+    /// fetched over HTTP(S) with its clientId.
+    pub fn for_tenant(config: &ConnectWiseConfig) -> Result<Self, CallbackError> {
+        Ok(
+            Self::over_http(&config.base_url, Some(config.client_id.clone()))?
+                .with_company(config.company_id.clone()),
         )
     }
 

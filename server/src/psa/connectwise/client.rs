@@ -279,6 +279,19 @@ impl ConnectWiseClient {
     }
 }
 
+/// `Retry-After` is either seconds or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 /// Turns a non-success answer into a [`PsaError`].
 async fn check(response: Response, what: impl FnOnce() -> String) -> Result<Response, PsaError> {
     let status = response.status();
@@ -289,8 +302,7 @@ async fn check(response: Response, what: impl FnOnce() -> String) -> Result<Resp
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(parse_retry_after);
     let body: ApiError = match response.bytes().await {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         Err(_) => ApiError::default(),
@@ -357,6 +369,16 @@ mod tests {
             client.url("/service/tickets/1"),
             "https://api-na.myconnectwise.net/v4_6_release/apis/3.0/service/tickets/1"
         );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]

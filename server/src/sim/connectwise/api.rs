@@ -386,7 +386,12 @@ async fn post_note(
         if !s.note_failures.is_empty() {
             let status = s.note_failures.remove(0);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = cw_error(status, "ServiceUnavailable", "Injected failure");
+            let code = if status == StatusCode::TOO_MANY_REQUESTS {
+                "TooManyRequests"
+            } else {
+                "ServiceUnavailable"
+            };
+            let mut response = cw_error(status, code, "Injected failure");
             if status == StatusCode::TOO_MANY_REQUESTS {
                 response
                     .headers_mut()
