@@ -325,3 +325,46 @@ async fn a_rotated_key_is_fetched_from_the_new_key_url() {
     assert_eq!(second.deliveries[0].status, Some(200));
     assert_eq!(sim.key_fetches(), 2);
 }
+
+#[tokio::test]
+async fn a_key_url_the_simulator_does_not_know_is_a_key_fetch_error() {
+    let sim = ConnectWiseSim::start().await.unwrap();
+    let verifier = CallbackVerifier::for_tenant(&sim.client_config()).unwrap();
+    let created = sim.create_ticket(None, None, "no receiver").await;
+    assert!(created.deliveries.is_empty());
+    let key_url = sim.key_url();
+    sim.rotate_signing_key("new-key");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "MessageId": "m", "Action": "added", "Type": "ticket", "ID": created.id.0,
+        "Metadata": {"key_url": key_url}
+    }))
+    .unwrap();
+    let signature = deskproof::psa::connectwise::callback::sign("test-signing-key", &body);
+
+    let result = verifier.verify(Some(&signature), &body).await;
+
+    assert!(
+        matches!(result, Err(CallbackError::KeyFetch(_))),
+        "{result:?}"
+    );
+    assert_eq!(sim.key_fetches(), 0);
+}
+
+#[tokio::test]
+async fn a_delivery_to_an_unreachable_receiver_records_the_failure() {
+    let sim = ConnectWiseSim::start().await.unwrap();
+    // Bind and drop a listener so the port is very likely closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    sim.set_callback_url(Some(format!("http://127.0.0.1:{port}/hooks/cw?recordId=")));
+
+    let created = sim.create_ticket(None, None, "nobody listening").await;
+
+    assert_eq!(created.deliveries.len(), 1);
+    assert_eq!(created.deliveries[0].status, None);
+    assert!(created.deliveries[0].error.is_some());
+    assert!(!created.deliveries[0].succeeded());
+}
