@@ -32,7 +32,10 @@ fn attempt_row(a: Attempt) -> AttemptRow {
         id: a.id,
         state: a.state,
         technician: a.technician_name,
-        duo_user: a.duo_username.as_deref().map(crate::verify::matching::mask_username),
+        duo_user: a
+            .duo_username
+            .as_deref()
+            .map(crate::verify::matching::mask_username),
         reason: a.reason,
         created_at: a.created_at,
     }
@@ -40,14 +43,20 @@ fn attempt_row(a: Attempt) -> AttemptRow {
 
 impl AppBackend {
     async fn require_user(&self, session: &Session) -> BackendResult<CurrentUser> {
-        self.current_user(session).await?.ok_or(BackendError::Unauthenticated)
+        self.current_user(session)
+            .await?
+            .ok_or(BackendError::Unauthenticated)
     }
 }
 
 #[async_trait::async_trait]
 impl Backend for AppBackend {
     async fn current_user(&self, session: &Session) -> BackendResult<Option<CurrentUser>> {
-        let Some(id) = session.get::<i64>(SESSION_USER_KEY).await.map_err(internal)? else {
+        let Some(id) = session
+            .get::<i64>(SESSION_USER_KEY)
+            .await
+            .map_err(internal)?
+        else {
             return Ok(None);
         };
         match self.store.user_by_id(id).await.map_err(internal)? {
@@ -69,7 +78,10 @@ impl Backend for AppBackend {
             Ok(user) => {
                 // A new session id at sign-in, so a planted id never becomes authenticated.
                 session.cycle_id().await.map_err(internal)?;
-                session.insert(SESSION_USER_KEY, user.id).await.map_err(internal)?;
+                session
+                    .insert(SESSION_USER_KEY, user.id)
+                    .await
+                    .map_err(internal)?;
                 tracing::info!(user.id = user.id, "signed in");
                 Ok(auth::current_user(&user))
             }
@@ -100,7 +112,10 @@ impl Backend for AppBackend {
             }
         } else {
             let problem = case.problem.clone().unwrap_or_else(|| case.state.clone());
-            ("(not looked up)".to_owned(), Some(format!("This ticket cannot be verified: {problem}")))
+            (
+                "(not looked up)".to_owned(),
+                Some(format!("This ticket cannot be verified: {problem}")),
+            )
         };
         Ok(VerificationPage {
             ticket_id: view.case.ticket_id,
@@ -127,7 +142,11 @@ impl Backend for AppBackend {
     async fn attempts(&self, session: &Session, token: &str) -> BackendResult<Vec<AttemptRow>> {
         self.require_user(session).await?;
         let case = self.flow.open_link(token).await.map_err(flow_error)?;
-        let attempts = self.store.attempts_for_case(case.id).await.map_err(internal)?;
+        let attempts = self
+            .store
+            .attempts_for_case(case.id)
+            .await
+            .map_err(internal)?;
         Ok(attempts.into_iter().map(attempt_row).collect())
     }
 

@@ -9,11 +9,11 @@ use tokio::net::TcpListener;
 use crate::backend::AppBackend;
 use crate::config::Config;
 use crate::crypto::MasterKey;
+use crate::http::{router, AppState};
+use crate::storage::{self, Store};
 use crate::verify::clients::StoredClients;
 use crate::verify::flow::{Flow, FlowSettings};
 use crate::verify::worker::Worker;
-use crate::http::{router, AppState};
-use crate::storage::{self, Store};
 
 /// A bound, ready-to-serve deskproof. Tests build one on port 0.
 pub struct Application {
@@ -43,19 +43,49 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(addr)
             .build();
+        let key = match &config.master_key {
+            Some(k) => MasterKey::from_base64(k.expose())?,
+            None => MasterKey::load_or_create(&config.master_key_path())?,
+        };
+        let clients = StoredClients {
+            store: store.clone(),
+            key: key.clone(),
+            duo_retry: crate::duo::RetryPolicy::default(),
+        };
+        let flow = Flow {
+            store: store.clone(),
+            clients: Arc::new(clients),
+            key,
+            settings: FlowSettings {
+                public_url: config.public_url.clone(),
+                link_lifetime_secs: config.link_lifetime_hours * 3600,
+                push_cap_secs: config.push_timeout_secs,
+                ..FlowSettings::default()
+            },
+        };
+        // One process owns the SQLite file: leases left by a previous run are stale.
+        store.release_leases().await?;
+        let worker = Worker::new(flow.clone());
+        worker.spawn(config.workers);
         let state = AppState {
             leptos_options,
             store: store.clone(),
             backend: Arc::new(AppBackend {
                 store: store.clone(),
+                flow: flow.clone(),
+                worker: worker.clone(),
             }),
             config: Arc::new(config),
+            flow: flow.clone(),
+            worker,
+            verifiers: Default::default(),
         };
         Ok(Application {
             listener,
             router: router(state),
             store,
             addr,
+            flow,
         })
     }
 

@@ -17,7 +17,10 @@ fn remote(e: DuoError) -> RemoteError {
         DuoError::Api { http_status, .. } => *http_status >= 500,
         _ => false,
     };
-    RemoteError { message: e.to_string(), retryable }
+    RemoteError {
+        message: e.to_string(),
+        retryable,
+    }
 }
 
 fn candidate(u: DuoUser) -> Candidate {

@@ -1,4 +1,5 @@
 //! HTTP: the router, request logging and the small endpoints that are not pages.
+pub mod hooks;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{FromRef, MatchedPath, State};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
@@ -29,6 +30,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub flow: Flow,
     pub worker: Worker,
+    pub verifiers: hooks::Verifiers,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -47,6 +49,10 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            "/hooks/connectwise/{connection_id}",
+            post(hooks::connectwise),
+        )
         .route("/api/{*fn_name}", get(server_fns).post(server_fns))
         .leptos_routes_with_context(&state, routes, context, move || app::shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(

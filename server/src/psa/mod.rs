@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::telemetry::mask_email;
 
 pub mod connectwise;
+pub mod source;
+
+pub use source::ticket_source;
 
 /// Which PSA a ticket comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -41,7 +41,9 @@ impl Clients for StoredClients {
             .duo_account(organization_id)
             .await
             .map_err(|e| RemoteError::retryable(e.to_string()))?
-            .ok_or_else(|| RemoteError::permanent("no Duo account is set up for this organization"))?;
+            .ok_or_else(|| {
+                RemoteError::permanent("no Duo account is set up for this organization")
+            })?;
         let auth_skey = self.key.open(&row.auth_skey_sealed).map_err(stored)?;
         let admin_skey = self.key.open(&row.admin_skey_sealed).map_err(stored)?;
         let auth = DuoClient::new(&row.api_host, row.auth_ikey.clone(), auth_skey)

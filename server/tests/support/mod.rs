@@ -1,6 +1,8 @@
 //! Shared test setup: a deskproof on port 0 with its own SQLite file.
 #![allow(dead_code)]
 
+pub mod flow;
+
 use app::model::Role;
 use deskproof::config::Config;
 use deskproof::startup::Application;
