@@ -48,10 +48,10 @@ impl Clients for StoredClients {
         let admin_skey = self.key.open(&row.admin_skey_sealed).map_err(stored)?;
         let auth = DuoClient::new(&row.api_host, row.auth_ikey.clone(), auth_skey)
             .map_err(stored)?
-            .with_retry_policy(self.duo_retry.clone());
+            .with_retry_policy(self.duo_retry);
         let admin = DuoClient::new(&row.api_host, row.admin_ikey.clone(), admin_skey)
             .map_err(stored)?
-            .with_retry_policy(self.duo_retry.clone());
+            .with_retry_policy(self.duo_retry);
         Ok(Arc::new(DuoAccount { auth, admin }))
     }
 }
