@@ -41,11 +41,11 @@ export async function startDemo() {
       output += d.toString();
       const found = {};
       for (const line of output.split('\n')) {
-        const m = line.match(/^\s*([a-z][a-z -]*[a-z]):\s+(http\S+)/i);
+        const m = line.match(/^\s*([a-z][a-z .-]*[a-z0-9]):\s+(http\S+)/i);
         if (m) found[m[1].trim()] = m[2];
       }
       const app = output.match(/running at (http\S+)/);
-      if (app && output.includes('technician:')) {
+      if (app && output.includes('Contacts:')) {
         clearTimeout(timer);
         resolve({ app: app[1], ...found });
       }

@@ -21,7 +21,8 @@ pub struct Config {
     /// Address the HTTP server listens on.
     pub bind: SocketAddr,
     /// The address people and PSAs use to reach deskproof; links in notes start with it.
-    pub public_url: String,
+    /// Default: `http://` and the address the server is bound to.
+    pub public_url: Option<String>,
     /// `sqlite://path` (the default, a file under `./data/`) or `postgres://…`.
     pub database_url: String,
     /// Folder with the compiled WebAssembly bundle, the stylesheet and the images.
@@ -42,13 +43,14 @@ pub struct Config {
     pub push_timeout_secs: i64,
     /// Background workers (ticket intake, push polling, note posting).
     pub workers: usize,
+    /// First delay before a note the PSA refused is posted again; doubles each try.
+    pub note_retry_base_ms: u64,
 }
 
 /// Defaults that need no file at all.
 #[derive(Serialize)]
 struct Defaults {
     bind: &'static str,
-    public_url: &'static str,
     database_url: &'static str,
     site_root: &'static str,
     log_format: LogFormat,
@@ -56,13 +58,13 @@ struct Defaults {
     link_lifetime_hours: i64,
     push_timeout_secs: i64,
     workers: usize,
+    note_retry_base_ms: u64,
 }
 
 impl Default for Defaults {
     fn default() -> Self {
         Defaults {
             bind: "127.0.0.1:3000",
-            public_url: "http://127.0.0.1:3000",
             database_url: "sqlite://data/deskproof.db",
             site_root: "target/site",
             log_format: LogFormat::Text,
@@ -70,6 +72,7 @@ impl Default for Defaults {
             link_lifetime_hours: 168,
             push_timeout_secs: 150,
             workers: 16,
+            note_retry_base_ms: 1000,
         }
     }
 }
@@ -101,23 +104,37 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let url = url::Url::parse(&self.public_url)
-            .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::Invalid(
-                "public_url must start with http:// or https://".into(),
-            ));
+        if let Some(public_url) = &self.public_url {
+            let url = url::Url::parse(public_url)
+                .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid(
+                    "public_url must start with http:// or https://".into(),
+                ));
+            }
         }
-        if self.session_minutes <= 0 {
+        for (name, value) in [
+            ("session_minutes", self.session_minutes),
+            ("link_lifetime_hours", self.link_lifetime_hours),
+            ("push_timeout_secs", self.push_timeout_secs),
+            ("workers", self.workers as i64),
+        ] {
+            if value <= 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be positive")));
+            }
+        }
+        if self.note_retry_base_ms == 0 {
             return Err(ConfigError::Invalid(
-                "session_minutes must be positive".into(),
+                "note_retry_base_ms must be positive".into(),
             ));
         }
         Ok(())
     }
 
     pub fn public_url_is_https(&self) -> bool {
-        self.public_url.starts_with("https://")
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
     }
 
     pub fn cookies_secure(&self) -> bool {
@@ -129,7 +146,7 @@ impl Config {
     pub fn for_database(database_url: impl Into<String>) -> Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            public_url: "http://127.0.0.1:3000".into(),
+            public_url: None,
             database_url: database_url.into(),
             site_root: PathBuf::from("target/site"),
             log_format: LogFormat::Text,
@@ -140,6 +157,7 @@ impl Config {
             link_lifetime_hours: 168,
             push_timeout_secs: 150,
             workers: 4,
+            note_retry_base_ms: 1000,
         }
     }
 
@@ -185,7 +203,7 @@ mod tests {
             )?;
             jail.set_env("DESKPROOF_SESSION_MINUTES", "30");
             let c = Config::load(None).expect("load");
-            assert_eq!(c.public_url, "https://desk.example.net");
+            assert_eq!(c.public_url.as_deref(), Some("https://desk.example.net"));
             assert_eq!(c.session_minutes, 30);
             assert!(c.cookies_secure());
             Ok(())

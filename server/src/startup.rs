@@ -1,4 +1,5 @@
 //! Builds the running application: database, state, router and listener.
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub struct Application {
     pub store: Store,
     pub addr: SocketAddr,
     pub flow: Flow,
+    workers: Vec<tokio::task::AbortHandle>,
 }
 
 impl Application {
@@ -57,16 +59,19 @@ impl Application {
             clients: Arc::new(clients),
             key,
             settings: FlowSettings {
-                public_url: config.public_url.clone(),
+                public_url: config
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{addr}")),
                 link_lifetime_secs: config.link_lifetime_hours * 3600,
                 push_cap_secs: config.push_timeout_secs,
-                ..FlowSettings::default()
+                retry_base_ms: config.note_retry_base_ms,
             },
         };
         // One process owns the SQLite file: leases left by a previous run are stale.
         store.release_leases().await?;
         let worker = Worker::new(flow.clone());
-        worker.spawn(config.workers);
+        let workers = worker.spawn(config.workers);
         let state = AppState {
             leptos_options,
             store: store.clone(),
@@ -86,6 +91,7 @@ impl Application {
             store,
             addr,
             flow,
+            workers,
         })
     }
 
@@ -93,11 +99,26 @@ impl Application {
         format!("http://{}", self.addr)
     }
 
+    /// Serves until Ctrl-C or SIGTERM.
     pub async fn run(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then stops the background workers. Unfinished jobs
+    /// stay in the database and are taken up by the next start.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         tracing::info!(address = %self.addr, "deskproof is serving");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        for worker in &self.workers {
+            worker.abort();
+        }
+        tracing::info!(address = %self.addr, "deskproof stopped");
+        served
     }
 }
 

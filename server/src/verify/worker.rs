@@ -33,11 +33,14 @@ impl Worker {
         self.wake.notify_waiters();
     }
 
-    pub fn spawn(&self, workers: usize) {
-        for n in 0..workers {
-            let me = self.clone();
-            tokio::spawn(async move { me.run(n).await });
-        }
+    /// Starts `workers` tasks; abort them through the returned handles to stop them.
+    pub fn spawn(&self, workers: usize) -> Vec<tokio::task::AbortHandle> {
+        (0..workers)
+            .map(|n| {
+                let me = self.clone();
+                tokio::spawn(async move { me.run(n).await }).abort_handle()
+            })
+            .collect()
     }
 
     async fn run(self, n: usize) {

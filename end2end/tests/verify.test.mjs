@@ -1,0 +1,102 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startDemo, launchBrowser, screenshot, waitForHydration, DEMO_TECH,
+} from './support.mjs';
+
+let demo;
+let browser;
+
+before(async () => {
+  demo = await startDemo();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await demo?.stop();
+});
+
+/** Reloads a simulator page until it contains `text`. */
+async function reloadUntil(page, text, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await page.content()).includes(text)) return;
+    if (Date.now() > deadline) throw new Error(`page never showed ${JSON.stringify(text)}`);
+    await page.waitForTimeout(300);
+    await page.reload();
+  }
+}
+
+test('a ticket is verified end to end with an approved Duo Push', async () => {
+  const cw = demo.urls['new ticket'].replace(/\/sim\/new-ticket$/, '');
+  const phone = demo.urls['phone alex.example'];
+  assert.ok(cw && phone, `demo printed its links: ${JSON.stringify(demo.urls)}`);
+
+  // The client's employee (or an attacker) opens a ticket in ConnectWise.
+  const psa = await browser.newPage();
+  await psa.goto(`${cw}/sim/new-ticket`);
+  await psa.selectOption('select[name=company]', { label: 'Contoso' });
+  await psa.selectOption('select[name=contact]', { label: 'Alex Example' });
+  await psa.fill('input[name=summary]', 'Password reset for Alex');
+  await psa.click('button[type=submit]');
+  await psa.waitForURL(/\/sim\/tickets\/\d+$/);
+  const ticketUrl = psa.url();
+  await reloadUntil(psa, '/verify/');
+  await screenshot(psa, 'ticket-link-note');
+  const link = await psa.getAttribute('a[href*="/verify/"]', 'href');
+  assert.match(link, /\/verify\//);
+
+  // The technician follows the link, signs in and lands back on it.
+  const tech = await browser.newPage();
+  await tech.goto(link);
+  await tech.waitForURL(/\/signin\?next=/);
+  await waitForHydration(tech);
+  await tech.fill('#username', DEMO_TECH.username);
+  await tech.fill('#password', DEMO_TECH.password);
+  await tech.click('button[type=submit]');
+  await tech.waitForURL(link);
+  await tech.waitForSelector('[data-testid=contact]');
+  await waitForHydration(tech);
+  assert.equal(await tech.textContent('[data-testid=contact]'), 'Alex Example');
+  assert.match(await tech.textContent('[data-testid=matched]'), /al\*\*\*le/);
+  await screenshot(tech, 'verify-page');
+
+  await tech.click('[data-testid=send-push]');
+  await tech.waitForSelector('[data-testid=status]:has-text("Waiting")');
+  await screenshot(tech, 'verify-pushed');
+
+  // The employee approves on their phone.
+  const device = await browser.newPage();
+  await device.goto(phone);
+  await device.waitForSelector('button.approve', { timeout: 15000 });
+  assert.match(await device.content(), /Verification is required for the ticket you submitted/);
+  await screenshot(device, 'phone-push');
+  await device.click('button.approve');
+
+  // The technician's page turns to Approved without a reload.
+  await tech.waitForSelector('[data-testid=status]:has-text("Approved")', { timeout: 20000 });
+  await screenshot(tech, 'verify-approved');
+
+  await psa.goto(ticketUrl);
+  await reloadUntil(psa, 'alex.example has verified this ticket.');
+  await screenshot(psa, 'ticket-approved-note');
+});
+
+test('a technician who is not signed in never sends a push by opening a link', async () => {
+  const cw = demo.urls['new ticket'].replace(/\/sim\/new-ticket$/, '');
+  const psa = await browser.newPage();
+  await psa.goto(`${cw}/sim/new-ticket`);
+  await psa.selectOption('select[name=company]', { label: 'Contoso' });
+  await psa.selectOption('select[name=contact]', { label: 'Megan Bowen' });
+  await psa.click('button[type=submit]');
+  await reloadUntil(psa, '/verify/');
+  const link = await psa.getAttribute('a[href*="/verify/"]', 'href');
+
+  const scanner = await browser.newPage();
+  await scanner.goto(link);
+  await scanner.waitForURL(/\/signin\?next=/);
+  const phone = await browser.newPage();
+  await phone.goto(demo.urls['phone megan.bowen']);
+  assert.doesNotMatch(await phone.content(), /button class="approve"/);
+});
