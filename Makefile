@@ -4,12 +4,15 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SITE := target/site
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
-DEMO_DB ?= sqlite://data/demo.db
+DEMO_DIR ?= data/demo
 
 .PHONY: demo test build site tools e2e-deps browser clean fmt lint
 
+# The simulators live in memory, so every demo starts from a fresh database.
 demo: build
-	DESKPROOF_DATABASE_URL=$(DEMO_DB) DESKPROOF_SITE_ROOT=$(SITE) ./target/debug/deskproof demo
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	DESKPROOF_DATABASE_URL=sqlite://$(DEMO_DIR)/deskproof.db DESKPROOF_SITE_ROOT=$(SITE) \
+		./target/debug/deskproof demo
 
 test: build e2e-deps
 	$(CARGO) test --workspace

@@ -32,6 +32,9 @@ pub enum Command {
     Migrate,
     /// Run the whole flow locally with the built-in simulators and demo accounts.
     Demo,
+    /// Store organizations, Duo keys, ConnectWise connections and company mappings from a
+    /// TOML file (see the README). Secrets are sealed with the master key.
+    Setup { file: PathBuf },
     /// Manage local accounts.
     User {
         #[command(subcommand)]
@@ -78,6 +81,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database {} is up to date", config.database_url);
         }
         Command::Demo => crate::sim::demo::run(config).await?,
+        Command::Setup { file } => {
+            let setup = crate::setup::SetupFile::read(&file)?;
+            let store = storage::connect(&config.database_url).await?;
+            let key = match &config.master_key {
+                Some(k) => crate::crypto::MasterKey::from_base64(k.expose())?,
+                None => crate::crypto::MasterKey::load_or_create(&config.master_key_path())?,
+            };
+            let public_url = config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.bind));
+            for line in setup.apply(&store, &key, &public_url).await? {
+                println!("{line}");
+            }
+            println!("stored {} organization(s)", setup.organization.len());
+        }
         Command::User {
             command:
                 UserCommand::Add {

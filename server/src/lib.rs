@@ -10,6 +10,7 @@ pub mod duo;
 pub mod http;
 pub mod psa;
 pub mod secret;
+pub mod setup;
 pub mod sim;
 pub mod startup;
 pub mod storage;

@@ -191,3 +191,135 @@ async fn the_cli_creates_an_account_that_can_sign_in() {
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least 10 characters"));
 }
+
+#[tokio::test]
+async fn a_cross_site_post_is_refused_even_with_a_session() {
+    let app = spawn_app().await;
+    app.sign_in(TECH.0, TECH.1).await;
+    let res = app
+        .client
+        .post(format!("{}/api/sign_out", app.url))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 403);
+    let res = app
+        .client
+        .post(format!("{}/api/sign_out", app.url))
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 403);
+    assert_eq!(app.whoami().await["username"], TECH.0, "still signed in");
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_refuse_framing() {
+    let app = spawn_app().await;
+    let res = reqwest::get(format!("{}/signin", app.url))
+        .await
+        .expect("request");
+    let h = res.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap_or_default()
+        .contains("frame-ancestors 'none'"));
+}
+
+#[tokio::test]
+async fn setup_stores_an_organization_with_sealed_keys_and_refuses_a_bad_file_whole() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}/setup.db", dir.path().display());
+    let bin = env!("CARGO_BIN_EXE_deskproof");
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        r#"
+[[organization]]
+name = "Contoso"
+[organization.duo]
+api_host = "api-12345678.duosecurity.com"
+auth_ikey = "DIAUTHIKEY0000000000"
+auth_skey = "auth-secret-key-value-1234567890"
+admin_ikey = "DIADMINIKEY000000000"
+admin_skey = "admin-secret-key-value-1234567890"
+
+[[connectwise]]
+name = "Our ConnectWise"
+base_url = "https://api-na.myconnectwise.net/v4_6_release/apis/3.0"
+company_id = "examplemsp"
+public_key = "pub"
+private_key = "connectwise-private-key-value"
+client_id = "00000000-0000-0000-0000-000000000000"
+companies = [{ company_id = "250", organization = "Contoso" }]
+"#,
+    )
+    .expect("write");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&good)
+            .expect("read")
+            .replace("name = \"Contoso\"", "name = \"Fabrikam\""),
+    )
+    .expect("write");
+    let run = |file: &std::path::Path| {
+        std::process::Command::new(bin)
+            .arg("setup")
+            .arg(file)
+            .env("DESKPROOF_DATABASE_URL", &db)
+            .env("DESKPROOF_PUBLIC_URL", "https://desk.example.net")
+            .current_dir(dir.path())
+            .output()
+            .expect("run setup")
+    };
+
+    let refused = run(&bad);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an organization"));
+
+    let out = run(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("callback URL https://desk.example.net/hooks/connectwise/1?recordId="));
+
+    let store = deskproof::storage::connect(&db).await.expect("open");
+    assert_eq!(
+        store
+            .organization_for_company(1, "250")
+            .await
+            .expect("query"),
+        Some(1)
+    );
+    assert!(
+        store.organization(2).await.expect("query").is_none(),
+        "the bad file stored nothing"
+    );
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.to_string_lossy().contains("setup.db") {
+            bytes.extend(std::fs::read(&path).expect("read db"));
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("DIAUTHIKEY0000000000"),
+        "the database was read"
+    );
+    for secret in [
+        "auth-secret-key-value",
+        "admin-secret-key-value",
+        "connectwise-private-key-value",
+    ] {
+        assert!(!text.contains(secret), "{secret} is stored in clear text");
+    }
+}

@@ -1,4 +1,5 @@
 //! HTTP: the router, request logging and the small endpoints that are not pages.
+pub mod guard;
 pub mod hooks;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,9 @@ pub fn router(state: AppState) -> Router {
             app::shell,
         ))
         .layer(sessions)
+        .layer(axum::middleware::from_fn(guard::same_origin_only))
+        .layer(axum::middleware::from_fn(guard::security_headers))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)

@@ -165,7 +165,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("  tickets:       {}/sim/tickets/{{id}}", world.cw.url());
     println!();
     println!("Duo simulator phones:");
-    for user in ["alex.example", "megan.bowen", "chris.doe1", "chris.doe2"] {
+    for user in [
+        "alex.example",
+        "megan.bowen",
+        "sam.sample",
+        "lee.landline",
+        "nina.new",
+        "chris.doe1",
+        "chris.doe2",
+    ] {
         println!("  phone {user}: {}", world.duo.phone_url(user));
     }
     println!();
