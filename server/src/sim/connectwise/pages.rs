@@ -179,21 +179,7 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use crate::sim::escape_html as escape;
 
 /// Escapes `text` and turns each `http://` or `https://` URL in it into a link.
 pub(crate) fn linkify(text: &str) -> String {

@@ -9,20 +9,7 @@ use super::verify::SimError;
 use super::{DuoSim, PushState};
 use crate::duo::types::TxId;
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::sim::escape_html as escape;
 
 fn parse_action(action: &str) -> Option<PushState> {
     match action {
