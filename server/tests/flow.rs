@@ -4,7 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::flow::spawn_flow;
+use deskproof::sim::duo::PushState;
+use support::flow::{claims_in, spawn_flow, token_in};
 
 #[tokio::test]
 async fn an_approved_push_verifies_the_ticket_with_internal_notes_only() {
@@ -65,4 +66,520 @@ async fn an_approved_push_verifies_the_ticket_with_internal_notes_only() {
     }
     let (_, rows) = app.call("attempts", &token).await;
     assert_eq!(rows[0]["state"], "approved");
+}
+
+/// Sends a push for `contact`'s new ticket and waits until it reaches `duo_user`'s phone.
+/// Returns the ticket, the link token and the push's txid.
+async fn pushed(
+    app: &support::flow::FlowApp,
+    contact: deskproof::psa::ContactId,
+    duo_user: &str,
+    summary: &str,
+) -> (
+    deskproof::psa::TicketId,
+    String,
+    deskproof::duo::types::TxId,
+) {
+    let ticket = app.new_ticket(contact, summary).await;
+    let token = app.link_token(ticket).await;
+    let attempt = app.send_push(&token).await;
+    assert_eq!(attempt["state"], "pushed", "{attempt}");
+    let push = app
+        .world
+        .duo
+        .wait_for_push(duo_user, Duration::from_secs(5))
+        .await
+        .expect("a push reached the phone");
+    (ticket, token, push.txid)
+}
+
+#[tokio::test]
+async fn a_denied_push_is_not_verified_and_the_note_offers_a_working_link_to_try_again() {
+    // Arrange
+    let app = spawn_flow().await;
+    let (ticket, token, _) = pushed(&app, app.world.contacts.alex, "alex.example", "VPN").await;
+
+    // Act
+    app.world.duo.deny_latest("alex.example").expect("pending");
+
+    // Assert
+    let notes = app.wait_for_note(ticket, "DENIED").await;
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    let denied = &notes[1].text;
+    assert!(
+        denied.starts_with("deskproof: alex.example DENIED the Duo Push requested by Casey Tech."),
+        "{denied}"
+    );
+    assert!(denied.contains("NOT verified"), "{denied}");
+    assert!(!denied.contains("has verified"), "{denied}");
+    let retry = token_in(denied).expect("the note links to a new try");
+    let (case, org, expires) = claims_in(&retry);
+    let (first_case, first_org, first_expires) = claims_in(&token);
+    assert_eq!((case, org), (first_case, first_org), "same ticket case");
+    assert!(
+        expires >= first_expires,
+        "the retry link lives a full lifetime"
+    );
+    assert_eq!(app.wait_for_outcome(&token).await["state"], "denied");
+
+    // The link in the denial note starts a second, independent push.
+    let again = app.send_push(&retry).await;
+    assert_eq!(again["state"], "pushed", "{again}");
+    app.world
+        .duo
+        .wait_for_push("alex.example", Duration::from_secs(5))
+        .await
+        .expect("second push");
+    app.world
+        .duo
+        .approve_latest("alex.example")
+        .expect("pending");
+    app.wait_for_note(ticket, "alex.example has verified this ticket.")
+        .await;
+    let states: Vec<_> = app
+        .attempts(&retry)
+        .await
+        .iter()
+        .map(|a| a["state"].clone())
+        .collect();
+    assert_eq!(states, ["approved", "denied"]);
+    assert_eq!(app.world.duo.pushes().len(), 2);
+}
+
+#[tokio::test]
+async fn an_unanswered_push_times_out_and_the_note_offers_a_new_link() {
+    // Arrange: the simulator ends unanswered pushes after 2 s.
+    let app = spawn_flow().await;
+    let (ticket, token, _) = pushed(&app, app.world.contacts.megan, "megan.bowen", "Mail").await;
+
+    // Act: nobody answers.
+    let notes = app.wait_for_note(ticket, "was not answered in time").await;
+
+    // Assert
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    let note = &notes[1].text;
+    assert!(
+        note.starts_with("deskproof: The Duo Push to megan.bowen requested by Casey Tech"),
+        "{note}"
+    );
+    assert!(note.contains("NOT verified"), "{note}");
+    let retry = token_in(note).expect("a new link");
+    assert_eq!(claims_in(&retry).0, claims_in(&token).0);
+    let outcome = app.wait_for_outcome(&token).await;
+    assert_eq!(outcome["state"], "timed_out", "{outcome}");
+}
+
+#[tokio::test]
+async fn a_push_timed_out_on_the_phone_is_recorded_as_timed_out() {
+    // Arrange
+    let app = spawn_flow().await;
+    let (ticket, token, _) = pushed(&app, app.world.contacts.alex, "alex.example", "Printer").await;
+
+    // Act
+    app.world
+        .duo
+        .time_out_latest("alex.example")
+        .expect("pending");
+
+    // Assert
+    let notes = app.wait_for_note(ticket, "was not answered in time").await;
+    assert!(token_in(&notes[1].text).is_some(), "{notes:#?}");
+    assert_eq!(app.wait_for_outcome(&token).await["state"], "timed_out");
+}
+
+#[tokio::test]
+async fn a_push_reported_as_fraud_writes_an_urgent_note_without_a_link() {
+    // Arrange
+    let app = spawn_flow().await;
+    let (ticket, token, _) = pushed(&app, app.world.contacts.alex, "alex.example", "Wire").await;
+
+    // Act
+    app.world.duo.fraud_latest("alex.example").expect("pending");
+
+    // Assert
+    let notes = app.wait_for_note(ticket, "FRAUDULENT").await;
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    let note = &notes[1].text;
+    assert!(note.starts_with("URGENT"), "{note}");
+    assert!(
+        note.contains("alex.example reported the Duo Push"),
+        "{note}"
+    );
+    assert!(
+        token_in(note).is_none(),
+        "no invitation to try again: {note}"
+    );
+    assert!(notes[1].internal_analysis_flag && !notes[1].process_notifications);
+    assert_eq!(app.wait_for_outcome(&token).await["state"], "fraud");
+}
+
+/// Sends a push for a new ticket of `contact` and expects deskproof to refuse it.
+/// Returns the refused attempt and the ticket's notes.
+async fn refused(
+    app: &support::flow::FlowApp,
+    contact: deskproof::psa::ContactId,
+) -> (serde_json::Value, Vec<String>) {
+    let ticket = app.new_ticket(contact, "Locked out").await;
+    let token = app.link_token(ticket).await;
+    let attempt = app.send_push(&token).await;
+    assert_eq!(attempt["state"], "refused", "{attempt}");
+    app.wait_for_note(ticket, "No Duo Push was sent").await;
+    app.wait_until_idle().await;
+    assert_eq!(app.attempts(&token).await, std::slice::from_ref(&attempt));
+    (attempt, app.note_texts(ticket))
+}
+
+#[tokio::test]
+async fn a_duo_user_in_bypass_status_gets_no_push_and_the_ticket_is_not_verified() {
+    // Arrange
+    let app = spawn_flow().await;
+
+    // Act
+    let (attempt, notes) = refused(&app, app.world.contacts.sam).await;
+
+    // Assert
+    let reason = attempt["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("bypass status"), "{attempt}");
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert!(notes[1].contains(reason), "{notes:#?}");
+    assert!(notes[1].contains("NOT verified"), "{notes:#?}");
+    assert!(
+        app.world.duo.pushes().is_empty(),
+        "no push for a bypass user: {:?}",
+        app.world.duo.pushes()
+    );
+}
+
+#[tokio::test]
+async fn a_push_that_duo_answers_with_bypass_is_never_counted_as_approved() {
+    // Arrange: alex is pushed normally…
+    let app = spawn_flow().await;
+    let (ticket, token, txid) =
+        pushed(&app, app.world.contacts.alex, "alex.example", "Reset").await;
+
+    // Act: …but Duo answers the push with allow/bypass instead of allow/allow.
+    assert!(app.world.duo.decide(&txid, PushState::Bypass));
+
+    // Assert
+    let notes = app.wait_for_note(ticket, "Duo answered with bypass").await;
+    assert_eq!(app.wait_for_outcome(&token).await["state"], "bypass");
+    assert!(notes[1].text.contains("NOT verified"), "{notes:#?}");
+    app.wait_until_idle().await;
+    assert!(
+        app.note_texts(ticket)
+            .iter()
+            .all(|n| !n.contains("has verified")),
+        "{:#?}",
+        app.note_texts(ticket)
+    );
+}
+
+#[tokio::test]
+async fn a_contact_without_a_duo_user_or_with_two_is_refused_with_the_reason() {
+    // Arrange
+    let app = spawn_flow().await;
+
+    // Act
+    let (nobody, nobody_notes) = refused(&app, app.world.contacts.robin).await;
+    let (twins, twins_notes) = refused(&app, app.world.contacts.chris).await;
+
+    // Assert
+    assert_eq!(
+        nobody["reason"],
+        "no Duo user matches this contact's e-mail or name."
+    );
+    assert!(
+        nobody_notes[1].contains("no Duo user matches"),
+        "{nobody_notes:#?}"
+    );
+    assert_eq!(nobody["duo_user"], serde_json::Value::Null);
+    assert!(
+        twins["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("2 Duo users match this contact's name"),
+        "{twins}"
+    );
+    assert!(
+        twins_notes[1].contains("2 Duo users match"),
+        "{twins_notes:#?}"
+    );
+    assert!(app.world.duo.pushes().is_empty());
+}
+
+#[tokio::test]
+async fn a_duo_user_without_a_push_device_or_not_enrolled_is_refused_with_the_reason() {
+    // Arrange
+    let app = spawn_flow().await;
+
+    // Act
+    let (landline, landline_notes) = refused(&app, app.world.contacts.lee).await;
+    let (new, new_notes) = refused(&app, app.world.contacts.nina).await;
+
+    // Assert
+    assert_eq!(
+        landline["reason"],
+        "the Duo user has no device that can receive a push."
+    );
+    assert!(landline_notes[1].contains("no device that can receive a push"));
+    assert_eq!(new["reason"], "the Duo user is not enrolled.");
+    assert!(new_notes[1].contains("not enrolled"), "{new_notes:#?}");
+    assert!(app.world.duo.pushes().is_empty());
+}
+
+#[tokio::test]
+async fn a_contact_without_a_last_name_gets_a_note_naming_the_missing_field_and_no_link() {
+    // Arrange
+    let app = spawn_flow().await;
+
+    // Act
+    let ticket = app.new_ticket(app.world.contacts.pat, "New laptop").await;
+
+    // Assert
+    let notes = app.wait_for_note(ticket, "cannot be verified yet").await;
+    app.wait_until_idle().await;
+    assert_eq!(app.note_texts(ticket).len(), 1, "{notes:#?}");
+    assert!(
+        notes[0]
+            .text
+            .contains("did not provide: contact last name."),
+        "{}",
+        notes[0].text
+    );
+    assert!(
+        token_in(&notes[0].text).is_none(),
+        "no link: {}",
+        notes[0].text
+    );
+    let case = app.case_of(ticket).await.expect("stored case");
+    assert_eq!(case.state, "incomplete");
+    assert_eq!(case.problem.as_deref(), Some("missing: contact last name"));
+    assert_eq!(case.organization_id, None);
+    assert_eq!(app.count("SELECT COUNT(*) FROM attempts").await, 0);
+}
+
+#[tokio::test]
+async fn a_callback_with_a_wrong_signature_is_refused_and_nothing_is_stored() {
+    // Arrange: a ticket whose own callback does not reach deskproof.
+    let app = spawn_flow().await;
+    let callback_url = format!(
+        "{}/hooks/connectwise/{}?recordId=",
+        app.url, app.world.connection_id
+    );
+    app.world.cw.set_callback_url(None);
+    let ticket = app.new_ticket(app.world.contacts.alex, "Forged").await;
+    assert!(app.world.cw.deliveries().is_empty());
+    app.world.cw.set_callback_url(Some(callback_url));
+
+    // Act
+    let deliveries = app.world.cw.deliver_with_wrong_signature(ticket).await;
+
+    // Assert
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].status, Some(401), "{deliveries:?}");
+    app.wait_until_idle().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.world.cw.notes(ticket).is_empty());
+    assert!(app.case_of(ticket).await.is_none());
+    for table in ["inbound_events", "tickets", "jobs", "notes", "attempts"] {
+        assert_eq!(
+            app.count(&format!("SELECT COUNT(*) FROM {table}")).await,
+            0,
+            "{table}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_callback_delivered_twice_is_taken_in_once() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Twice").await;
+    let first = app.world.cw.deliveries().pop().expect("a delivery");
+    assert_eq!(first.status, Some(200));
+
+    // Act
+    let again = app.world.cw.redeliver(&first).await;
+
+    // Assert
+    assert_eq!(again.status, Some(200), "{again:?}");
+    app.link_token(ticket).await;
+    app.wait_until_idle().await;
+    let links = app
+        .note_texts(ticket)
+        .iter()
+        .filter(|n| n.contains("/verify/"))
+        .count();
+    assert_eq!(links, 1, "{:#?}", app.note_texts(ticket));
+    assert_eq!(app.count("SELECT COUNT(*) FROM inbound_events").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tickets").await, 1);
+}
+
+#[tokio::test]
+async fn a_new_callback_for_a_ticket_already_taken_in_writes_no_second_link() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Again").await;
+    app.link_token(ticket).await;
+
+    // Act: ConnectWise sends the `added` callback once more, as a new message.
+    let deliveries = app.world.cw.fire_callback(ticket, "added").await;
+
+    // Assert
+    assert!(
+        deliveries.iter().all(|d| d.status == Some(200)),
+        "{deliveries:?}"
+    );
+    app.wait_until_idle().await;
+    assert_eq!(
+        app.note_texts(ticket).len(),
+        1,
+        "{:#?}",
+        app.note_texts(ticket)
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM tickets").await, 1);
+}
+
+#[tokio::test]
+async fn a_note_the_psa_refuses_three_times_is_posted_exactly_once() {
+    // Arrange
+    let app = spawn_flow().await;
+    app.world.cw.fail_next_note_posts(3, 503);
+
+    // Act
+    let ticket = app.new_ticket(app.world.contacts.alex, "Flaky PSA").await;
+
+    // Assert
+    app.link_token(ticket).await;
+    app.wait_until_idle().await;
+    assert_eq!(
+        app.note_texts(ticket).len(),
+        1,
+        "{:#?}",
+        app.note_texts(ticket)
+    );
+    let (attempts, error): (i64, Option<String>) =
+        sqlx::query_as("SELECT attempts, last_error FROM jobs WHERE kind = 'note'")
+            .fetch_one(&app.db)
+            .await
+            .expect("note job");
+    assert_eq!(attempts, 4, "three refusals, then the post");
+    assert!(error.is_some_and(|e| !e.is_empty()));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM notes WHERE psa_note_id IS NOT NULL")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_push_answered_while_deskproof_is_down_is_recorded_once_after_a_restart() {
+    // Arrange: a push is waiting on the phone.
+    let mut app = spawn_flow().await;
+    app.world.duo.set_push_timeout(Duration::from_secs(60));
+    let (ticket, token, txid) =
+        pushed(&app, app.world.contacts.alex, "alex.example", "Restart").await;
+
+    // Act: deskproof stops, the contact approves, deskproof starts again on the same files.
+    app.stop().await;
+    assert!(app.world.duo.approve(&txid));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.note_texts(ticket).len(),
+        1,
+        "nobody is running to write it"
+    );
+    app.start_again().await;
+
+    // Assert
+    app.wait_for_note(ticket, "alex.example has verified this ticket.")
+        .await;
+    app.wait_until_idle().await;
+    let notes = app.note_texts(ticket);
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert_eq!(
+        notes.iter().filter(|n| n.contains("has verified")).count(),
+        1
+    );
+    assert_eq!(app.wait_for_outcome(&token).await["state"], "approved");
+    assert_eq!(app.world.duo.pushes().len(), 1);
+}
+
+#[tokio::test]
+async fn two_clicks_in_a_row_on_send_push_send_one_push() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Double").await;
+    let token = app.link_token(ticket).await;
+
+    // Act
+    let first = app.send_push(&token).await;
+    let second = app.send_push(&token).await;
+
+    // Assert
+    assert_eq!(first["state"], "pushed", "{first}");
+    assert_eq!(
+        second["id"], first["id"],
+        "the second click returns the push under way"
+    );
+    assert_eq!(second["state"], "pushed", "{second}");
+    app.world
+        .duo
+        .wait_for_push("alex.example", Duration::from_secs(5))
+        .await
+        .expect("push");
+    assert_eq!(app.world.duo.pushes().len(), 1);
+    assert_eq!(app.attempts(&token).await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_clicks_at_the_same_moment_send_one_push() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.megan, "Race").await;
+    let token = app.link_token(ticket).await;
+
+    // Act
+    let (a, b) = tokio::join!(app.send_push(&token), app.send_push(&token));
+
+    // Assert
+    assert_eq!(a["id"], b["id"], "{a} {b}");
+    app.world
+        .duo
+        .wait_for_push("megan.bowen", Duration::from_secs(5))
+        .await
+        .expect("push");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.world.duo.pushes().len(),
+        1,
+        "{:#?}",
+        app.world.duo.pushes()
+    );
+    assert_eq!(app.attempts(&token).await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_clicks_at_the_same_moment_for_an_unmatched_contact_write_one_refusal() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.robin, "Race").await;
+    let token = app.link_token(ticket).await;
+
+    // Act
+    let (a, b) = tokio::join!(app.send_push(&token), app.send_push(&token));
+
+    // Assert: the later click gets the attempt under way, which ends refused.
+    assert_eq!(a["id"], b["id"], "{a} {b}");
+    app.wait_for_note(ticket, "No Duo Push was sent").await;
+    app.wait_until_idle().await;
+    let attempts = app.attempts(&token).await;
+    assert_eq!(attempts.len(), 1, "{attempts:#?}");
+    assert_eq!(attempts[0]["state"], "refused");
+    let notes = app.note_texts(ticket);
+    assert_eq!(
+        notes.iter().filter(|n| n.contains("No Duo Push")).count(),
+        1,
+        "{notes:#?}"
+    );
 }

@@ -413,14 +413,17 @@ impl Storage for SqliteStorage {
     async fn create_attempt(&self, a: &NewAttempt) -> Result<i64, StorageError> {
         let row = sqlx::query(
             "INSERT INTO attempts (ticket_ref, technician_id, technician_name, state) \
-             VALUES (?, ?, ?, ?) RETURNING id",
+             SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM attempts \
+             WHERE ticket_ref = ? AND state IN ('matching', 'pushed')) RETURNING id",
         )
         .bind(a.case_id)
         .bind(a.technician_id)
         .bind(&a.technician_name)
         .bind(&a.state)
-        .fetch_one(&self.pool)
-        .await?;
+        .bind(a.case_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StorageError::Conflict("an open attempt for this ticket".into()))?;
         Ok(row.try_get("id")?)
     }
 

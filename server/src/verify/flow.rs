@@ -266,16 +266,10 @@ impl Flow {
         }
         let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
         // One push at a time per ticket: a second click returns the push under way.
-        if let Some(open) = self
-            .store
-            .attempts_for_case(case.id)
-            .await?
-            .into_iter()
-            .find(|a| a.state == "pushed" || a.state == "matching")
-        {
+        if let Some(open) = self.open_attempt(case.id).await? {
             return Ok(open);
         }
-        let id = self
+        let created = self
             .store
             .create_attempt(&NewAttempt {
                 case_id: case.id,
@@ -283,7 +277,22 @@ impl Flow {
                 technician_name: technician_name.to_owned(),
                 state: "matching".into(),
             })
-            .await?;
+            .await;
+        let id = match created {
+            Ok(id) => id,
+            // Another click created one between the check above and now: return that one
+            // (the newest attempt; it may have finished in the meantime).
+            Err(StorageError::Conflict(_)) => {
+                return self
+                    .store
+                    .attempts_for_case(case.id)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or(FlowError::UnknownCase);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut attempt = self
             .store
             .attempt(id)
@@ -310,6 +319,15 @@ impl Flow {
             }
         }
         Ok(attempt)
+    }
+
+    async fn open_attempt(&self, case_id: i64) -> Result<Option<Attempt>, FlowError> {
+        Ok(self
+            .store
+            .attempts_for_case(case_id)
+            .await?
+            .into_iter()
+            .find(|a| a.state == "pushed" || a.state == "matching"))
     }
 
     /// Err carries the reason no push was sent, in words for the technician and the note.
