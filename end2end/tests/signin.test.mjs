@@ -48,7 +48,7 @@ test('a wrong password gets a clear message and no session', async () => {
   const alert = await page.waitForSelector('[role=alert]');
   assert.match(await alert.textContent(), /Wrong username or password/);
   await page.goto(`${demo.urls.app}/`);
-  await page.waitForURL(`${demo.urls.app}/signin`);
+  await page.waitForURL(/\/signin(\?next=.*)?$/);
 });
 
 test('signing out ends the session', async () => {
@@ -60,7 +60,7 @@ test('signing out ends the session', async () => {
   await page.click('button[type=submit]');
   await page.waitForSelector('[data-testid=welcome]');
   await page.click('text=Sign out');
-  await page.waitForURL(`${demo.urls.app}/signin`);
+  await page.waitForURL(/\/signin(\?next=.*)?$/);
   await page.goto(`${demo.urls.app}/`);
-  await page.waitForURL(`${demo.urls.app}/signin`);
+  await page.waitForURL(/\/signin(\?next=.*)?$/);
 });
