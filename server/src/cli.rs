@@ -84,14 +84,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Setup { file } => {
             let setup = crate::setup::SetupFile::read(&file)?;
             let store = storage::connect(&config.database_url).await?;
-            let key = match &config.master_key {
-                Some(k) => crate::crypto::MasterKey::from_base64(k.expose())?,
-                None => crate::crypto::MasterKey::load_or_create(&config.master_key_path())?,
-            };
-            let public_url = config
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", config.bind));
+            let key = crate::crypto::MasterKey::from_config(&config)?;
+            let public_url = config.public_url_for(config.bind);
             for line in setup.apply(&store, &key, &public_url).await? {
                 println!("{line}");
             }

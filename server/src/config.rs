@@ -161,6 +161,13 @@ impl Config {
         }
     }
 
+    /// The public URL: as configured, else `http://` and the address the server is bound to.
+    pub fn public_url_for(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+
     /// Where the master key file is: as configured, else beside the SQLite database.
     pub fn master_key_path(&self) -> PathBuf {
         if let Some(path) = &self.master_key_file {

@@ -81,6 +81,15 @@ impl MasterKey {
         }
     }
 
+    /// The key the configuration names: `master_key` itself, else the key file (created on
+    /// first use).
+    pub fn from_config(config: &crate::config::Config) -> Result<MasterKey, CryptoError> {
+        match &config.master_key {
+            Some(k) => MasterKey::from_base64(k.expose()),
+            None => MasterKey::load_or_create(&config.master_key_path()),
+        }
+    }
+
     pub fn seal(&self, plaintext: &str) -> String {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         // Encryption with a valid key and nonce cannot fail for in-memory data.

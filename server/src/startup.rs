@@ -45,10 +45,7 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(addr)
             .build();
-        let key = match &config.master_key {
-            Some(k) => MasterKey::from_base64(k.expose())?,
-            None => MasterKey::load_or_create(&config.master_key_path())?,
-        };
+        let key = MasterKey::from_config(&config)?;
         let clients = StoredClients {
             store: store.clone(),
             key: key.clone(),
@@ -59,10 +56,7 @@ impl Application {
             clients: Arc::new(clients),
             key,
             settings: FlowSettings {
-                public_url: config
-                    .public_url
-                    .clone()
-                    .unwrap_or_else(|| format!("http://{addr}")),
+                public_url: config.public_url_for(addr),
                 link_lifetime_secs: config.link_lifetime_hours * 3600,
                 push_cap_secs: config.push_timeout_secs,
                 retry_base_ms: config.note_retry_base_ms,
