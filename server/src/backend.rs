@@ -4,8 +4,8 @@ use app::model::{AttemptRow, CurrentUser, VerificationPage};
 use tower_sessions::Session;
 
 use crate::auth::{self, AuthError, SESSION_USER_KEY};
-use crate::storage::{Attempt, Store};
-use crate::verify::flow::{Flow, FlowError};
+use crate::storage::Store;
+use crate::verify::flow::{attempt_row, Flow, FlowError};
 use crate::verify::worker::Worker;
 
 pub struct AppBackend {
@@ -24,20 +24,6 @@ fn flow_error(e: FlowError) -> BackendError {
         FlowError::Storage(e) => internal(e),
         FlowError::Remote(e) => BackendError::Invalid(format!("Duo or the PSA failed: {e}")),
         other => BackendError::Invalid(other.to_string()),
-    }
-}
-
-fn attempt_row(a: Attempt) -> AttemptRow {
-    AttemptRow {
-        id: a.id,
-        state: a.state,
-        technician: a.technician_name,
-        duo_user: a
-            .duo_username
-            .as_deref()
-            .map(crate::verify::matching::mask_username),
-        reason: a.reason,
-        created_at: a.created_at,
     }
 }
 
@@ -104,50 +90,13 @@ impl Backend for AppBackend {
     ) -> BackendResult<VerificationPage> {
         self.require_user(session).await?;
         let case = self.flow.open_link(token).await.map_err(flow_error)?;
-        let view = self.flow.view(&case).await.map_err(flow_error)?;
-        let (matched, problem) = if case.state == "ready" {
-            match self.flow.preview_match(&case).await {
-                Ok(m) => (m, None),
-                Err(e) => (format!("Duo could not be asked ({e})."), None),
-            }
-        } else {
-            let problem = case.problem.clone().unwrap_or_else(|| case.state.clone());
-            (
-                "(not looked up)".to_owned(),
-                Some(format!("This ticket cannot be verified: {problem}")),
-            )
-        };
-        Ok(VerificationPage {
-            ticket_id: view.case.ticket_id,
-            summary: view.case.summary,
-            contact: view.case.contact,
-            organization: view.case.organization,
-            matched,
-            problem,
-            attempts: view
-                .attempts
-                .into_iter()
-                .map(|a| AttemptRow {
-                    id: a.id,
-                    state: a.state,
-                    technician: a.technician,
-                    duo_user: a.duo_user,
-                    reason: a.reason,
-                    created_at: a.created_at,
-                })
-                .collect(),
-        })
+        self.flow.page(&case).await.map_err(flow_error)
     }
 
     async fn attempts(&self, session: &Session, token: &str) -> BackendResult<Vec<AttemptRow>> {
         self.require_user(session).await?;
         let case = self.flow.open_link(token).await.map_err(flow_error)?;
-        let attempts = self
-            .store
-            .attempts_for_case(case.id)
-            .await
-            .map_err(internal)?;
-        Ok(attempts.into_iter().map(attempt_row).collect())
+        self.flow.attempt_rows(case.id).await.map_err(flow_error)
     }
 
     async fn send_push(&self, session: &Session, token: &str) -> BackendResult<AttemptRow> {

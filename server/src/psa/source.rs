@@ -88,15 +88,29 @@ fn ticket_id(id: &str) -> Result<TicketId, RemoteError> {
 impl TicketSource for PsaTicketSource {
     async fn ticket_facts(&self, id: &str) -> Result<TicketFacts, RemoteError> {
         let loaded = self.0.load_ticket(ticket_id(id)?).await.map_err(remote)?;
-        let contact = loaded.contact.as_ref();
-        Ok(TicketFacts {
-            summary: Some(loaded.ticket.summary.clone()),
-            company_id: loaded.ticket.company_id.map(|c| c.to_string()),
-            company_name: loaded.ticket.company_name.clone(),
-            has_contact: contact.is_some(),
-            first_name: contact.and_then(|c| c.first_name.clone()),
-            last_name: contact.and_then(|c| c.last_name.clone()),
-            email: contact.and_then(|c| c.email.clone()),
+        let company_name = loaded.ticket.company_name.clone();
+        Ok(match loaded.normalized {
+            Ok(n) => TicketFacts {
+                summary: Some(n.summary),
+                company_id: Some(n.company_id.to_string()),
+                company_name,
+                first_name: Some(n.first_name),
+                last_name: Some(n.last_name),
+                email: n.email,
+                missing: Vec::new(),
+            },
+            Err(missing) => {
+                let contact = loaded.contact.as_ref();
+                TicketFacts {
+                    summary: Some(loaded.ticket.summary.clone()),
+                    company_id: loaded.ticket.company_id.map(|c| c.to_string()),
+                    company_name,
+                    first_name: contact.and_then(|c| c.first_name.clone()),
+                    last_name: contact.and_then(|c| c.last_name.clone()),
+                    email: contact.and_then(|c| c.email.clone()),
+                    missing: missing.fields().iter().map(|f| f.label()).collect(),
+                }
+            }
         })
     }
 

@@ -89,7 +89,13 @@ pub trait Storage: Send + Sync + 'static {
         now: i64,
     ) -> Result<bool, StorageError>;
     async fn ticket_case(&self, id: i64) -> Result<Option<TicketCase>, StorageError>;
-    async fn update_ticket_case(&self, case: &TicketCase) -> Result<(), StorageError>;
+    /// Saves the case and queues the note its new state calls for, in one transaction, so a
+    /// stop between the two can never leave a state change without its note.
+    async fn update_ticket_case(
+        &self,
+        case: &TicketCase,
+        note: Option<&NewNote>,
+    ) -> Result<(), StorageError>;
 
     /// Creates an attempt unless the case already has an open one (`matching` or `pushed`):
     /// then nothing is written and the result is [`StorageError::Conflict`]. The check and the
@@ -97,18 +103,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn create_attempt(&self, attempt: &NewAttempt) -> Result<i64, StorageError>;
     async fn attempt(&self, id: i64) -> Result<Option<Attempt>, StorageError>;
     async fn attempts_for_case(&self, case_id: i64) -> Result<Vec<Attempt>, StorageError>;
-    /// Moves an attempt from `from` to the attempt's state; false when it was no longer in `from`.
-    async fn transition_attempt(&self, attempt: &Attempt, from: &str)
-        -> Result<bool, StorageError>;
-
-    /// Queues a note and the job that posts it.
-    async fn queue_note(
+    /// Moves an attempt from `from` to the attempt's state and queues `note` (with the job that
+    /// posts it) in the same transaction. False, with nothing written, when the attempt was no
+    /// longer in `from`.
+    async fn transition_attempt(
         &self,
-        case_id: i64,
-        kind: &str,
-        body: &str,
-        now: i64,
-    ) -> Result<i64, StorageError>;
+        attempt: &Attempt,
+        from: &str,
+        note: Option<&NewNote>,
+    ) -> Result<bool, StorageError>;
     async fn note(&self, id: i64) -> Result<Option<NoteRow>, StorageError>;
     async fn notes_for_case(&self, case_id: i64) -> Result<Vec<NoteRow>, StorageError>;
     async fn mark_note_posted(&self, id: i64, psa_note_id: &str) -> Result<(), StorageError>;
@@ -202,6 +205,16 @@ pub struct Attempt {
     pub reason: Option<String>,
     pub created_at: String,
     pub finished_at: Option<String>,
+}
+
+/// A note to write on a ticket, queued together with the change that causes it.
+#[derive(Clone, Debug)]
+pub struct NewNote {
+    pub case_id: i64,
+    pub kind: String,
+    pub body: String,
+    /// When the posting job becomes due, in milliseconds.
+    pub run_at: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,8 +8,9 @@ use sqlx::Row;
 use tower_sessions_sqlx_store::SqliteStore;
 
 use super::{
-    Attempt, AuditEntry, DuoAccountRow, Job, NewAttempt, NewJob, NewPsaConnection, NewUser,
-    NoteRow, Organization, PsaConnectionRow, Storage, StorageError, TicketCase, UserRecord,
+    Attempt, AuditEntry, DuoAccountRow, Job, NewAttempt, NewJob, NewNote, NewPsaConnection,
+    NewUser, NoteRow, Organization, PsaConnectionRow, Storage, StorageError, TicketCase,
+    UserRecord,
 };
 
 /// The embedded default: one SQLite file in WAL mode.
@@ -138,6 +139,28 @@ fn json_column(
 ) -> Result<serde_json::Value, StorageError> {
     let text: String = row.try_get(name)?;
     serde_json::from_str(&text).map_err(|e| StorageError::Database(sqlx::Error::Decode(e.into())))
+}
+
+/// Inserts a note and the job that posts it, inside the caller's transaction.
+async fn insert_note(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    note: &NewNote,
+) -> Result<i64, StorageError> {
+    let row =
+        sqlx::query("INSERT INTO notes (ticket_ref, kind, body) VALUES (?, ?, ?) RETURNING id")
+            .bind(note.case_id)
+            .bind(&note.kind)
+            .bind(&note.body)
+            .fetch_one(&mut **tx)
+            .await?;
+    let note_id: i64 = row.try_get("id")?;
+    sqlx::query("INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('note', ?, ?, ?)")
+        .bind(serde_json::json!({ "note_id": note_id }).to_string())
+        .bind(format!("note:{note_id}"))
+        .bind(note.run_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(note_id)
 }
 
 const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, disabled";
@@ -390,7 +413,12 @@ impl Storage for SqliteStorage {
         row.as_ref().map(case_from_row).transpose()
     }
 
-    async fn update_ticket_case(&self, c: &TicketCase) -> Result<(), StorageError> {
+    async fn update_ticket_case(
+        &self,
+        c: &TicketCase,
+        note: Option<&NewNote>,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE tickets SET state = ?, organization_id = ?, summary = ?, company_id = ?, \
              contact_first = ?, contact_last = ?, contact_email = ?, problem = ?, \
@@ -405,8 +433,12 @@ impl Storage for SqliteStorage {
         .bind(&c.contact_email)
         .bind(&c.problem)
         .bind(c.id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(note) = note {
+            insert_note(&mut tx, note).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -447,7 +479,13 @@ impl Storage for SqliteStorage {
         rows.iter().map(attempt_from_row).collect()
     }
 
-    async fn transition_attempt(&self, a: &Attempt, from: &str) -> Result<bool, StorageError> {
+    async fn transition_attempt(
+        &self,
+        a: &Attempt,
+        from: &str,
+        note: Option<&NewNote>,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE attempts SET state = ?, duo_user_id = ?, duo_username = ?, txid = ?, \
              reason = ?, finished_at = ? WHERE id = ? AND state = ?",
@@ -460,37 +498,16 @@ impl Storage for SqliteStorage {
         .bind(&a.finished_at)
         .bind(a.id)
         .bind(from)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn queue_note(
-        &self,
-        case_id: i64,
-        kind: &str,
-        body: &str,
-        now: i64,
-    ) -> Result<i64, StorageError> {
-        let mut tx = self.pool.begin().await?;
-        let row =
-            sqlx::query("INSERT INTO notes (ticket_ref, kind, body) VALUES (?, ?, ?) RETURNING id")
-                .bind(case_id)
-                .bind(kind)
-                .bind(body)
-                .fetch_one(&mut *tx)
-                .await?;
-        let note_id: i64 = row.try_get("id")?;
-        sqlx::query(
-            "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('note', ?, ?, ?)",
-        )
-        .bind(serde_json::json!({ "note_id": note_id }).to_string())
-        .bind(format!("note:{note_id}"))
-        .bind(now)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(note) = note {
+            insert_note(&mut tx, note).await?;
+        }
         tx.commit().await?;
-        Ok(note_id)
+        Ok(true)
     }
 
     async fn note(&self, id: i64) -> Result<Option<NoteRow>, StorageError> {

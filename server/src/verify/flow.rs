@@ -6,10 +6,12 @@
 //! `matching` → `refused` when no push could be sent.
 use std::sync::Arc;
 
-use serde::Serialize;
+use app::model::{AttemptRow, VerificationPage};
 
 use crate::crypto::MasterKey;
-use crate::storage::{Attempt, AuditEntry, NewAttempt, NewJob, StorageError, Store, TicketCase};
+use crate::storage::{
+    Attempt, AuditEntry, NewAttempt, NewJob, NewNote, StorageError, Store, TicketCase,
+};
 use crate::verify::link::{self, LinkClaims, LinkError};
 use crate::verify::matching::{self, Candidate, ContactIdentity, MatchBy, MatchResult};
 use crate::verify::notes;
@@ -57,32 +59,6 @@ pub struct Flow {
     pub clients: Arc<dyn Clients>,
     pub key: MasterKey,
     pub settings: FlowSettings,
-}
-
-/// What the verification page shows.
-#[derive(Clone, Debug, Serialize)]
-pub struct CaseView {
-    pub case: TicketCaseView,
-    pub attempts: Vec<AttemptView>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct TicketCaseView {
-    pub ticket_id: String,
-    pub summary: String,
-    pub contact: String,
-    pub state: String,
-    pub organization: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct AttemptView {
-    pub id: i64,
-    pub state: String,
-    pub technician: String,
-    pub duo_user: Option<String>,
-    pub reason: Option<String>,
-    pub created_at: String,
 }
 
 pub fn now() -> i64 {
@@ -152,36 +128,44 @@ impl Flow {
         Ok(case)
     }
 
-    pub async fn view(&self, case: &TicketCase) -> Result<CaseView, FlowError> {
+    /// What the verification page shows for a case. Reads only: never sends a push.
+    pub async fn page(&self, case: &TicketCase) -> Result<VerificationPage, FlowError> {
         let organization = match case.organization_id {
             Some(id) => self.store.organization(id).await?.map(|o| o.name),
             None => None,
         };
-        let attempts = self.store.attempts_for_case(case.id).await?;
-        Ok(CaseView {
-            case: TicketCaseView {
-                ticket_id: case.ticket_id.clone(),
-                summary: case.summary.clone().unwrap_or_default(),
-                contact: contact_label(case),
-                state: case.state.clone(),
-                organization,
-            },
-            attempts: attempts
-                .into_iter()
-                .map(|a| AttemptView {
-                    id: a.id,
-                    state: a.state,
-                    technician: a.technician_name,
-                    duo_user: a.duo_username.as_deref().map(matching::mask_username),
-                    reason: a.reason,
-                    created_at: a.created_at,
-                })
-                .collect(),
+        let (matched, problem) = if case.state == "ready" {
+            let matched = match self.preview_match(case).await {
+                Ok(m) => m,
+                Err(e) => format!("Duo could not be asked ({e})."),
+            };
+            (matched, None)
+        } else {
+            let problem = case.problem.clone().unwrap_or_else(|| case.state.clone());
+            (
+                "(not looked up)".to_owned(),
+                Some(format!("This ticket cannot be verified: {problem}")),
+            )
+        };
+        Ok(VerificationPage {
+            ticket_id: case.ticket_id.clone(),
+            summary: case.summary.clone().unwrap_or_default(),
+            contact: contact_label(case),
+            organization,
+            matched,
+            problem,
+            attempts: self.attempt_rows(case.id).await?,
         })
     }
 
+    /// The pushes asked for on a case, newest first, as pages show them.
+    pub async fn attempt_rows(&self, case_id: i64) -> Result<Vec<AttemptRow>, FlowError> {
+        let attempts = self.store.attempts_for_case(case_id).await?;
+        Ok(attempts.into_iter().map(attempt_row).collect())
+    }
+
     /// The Duo user the contact matches, masked, or why there is none. Reads only.
-    pub async fn preview_match(&self, case: &TicketCase) -> Result<String, FlowError> {
+    async fn preview_match(&self, case: &TicketCase) -> Result<String, FlowError> {
         let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
         let duo = self.clients.duo(org).await?;
         let users = duo.directory().await?;
@@ -217,11 +201,10 @@ impl Flow {
         case.contact_first = facts.first_name.clone();
         case.contact_last = facts.last_name.clone();
         case.contact_email = facts.email.clone();
-        let missing = facts.missing();
-        let note = if !missing.is_empty() {
+        let note = if !facts.missing.is_empty() {
             case.state = "incomplete".into();
-            case.problem = Some(format!("missing: {}", missing.join(", ")));
-            ("incomplete", notes::missing_fields(&missing))
+            case.problem = Some(format!("missing: {}", facts.missing.join(", ")));
+            ("incomplete", notes::missing_fields(&facts.missing))
         } else {
             let company = case.company_id.clone().unwrap_or_default();
             match self
@@ -242,10 +225,13 @@ impl Flow {
                 }
             }
         };
-        self.store.update_ticket_case(&case).await?;
-        self.store
-            .queue_note(case.id, note.0, &note.1, now_ms())
-            .await?;
+        let note = NewNote {
+            case_id: case.id,
+            kind: note.0.into(),
+            body: note.1,
+            run_at: now_ms(),
+        };
+        self.store.update_ticket_case(&case, Some(&note)).await?;
         tracing::info!(state = %case.state, "ticket taken in");
         Ok(())
     }
@@ -265,10 +251,6 @@ impl Flow {
             ));
         }
         let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
-        // One push at a time per ticket: a second click returns the push under way.
-        if let Some(open) = self.open_attempt(case.id).await? {
-            return Ok(open);
-        }
         let created = self
             .store
             .create_attempt(&NewAttempt {
@@ -280,8 +262,8 @@ impl Flow {
             .await;
         let id = match created {
             Ok(id) => id,
-            // Another click created one between the check above and now: return that one
-            // (the newest attempt; it may have finished in the meantime).
+            // One push at a time per ticket: a second click gets the attempt under way (the
+            // newest one; it may have finished in the meantime).
             Err(StorageError::Conflict(_)) => {
                 return self
                     .store
@@ -304,14 +286,14 @@ impl Flow {
                 attempt.state = "refused".into();
                 attempt.reason = Some(reason.clone());
                 attempt.finished_at = Some(now_text());
-                self.store.transition_attempt(&attempt, "matching").await?;
+                let note = NewNote {
+                    case_id: case.id,
+                    kind: "refused".into(),
+                    body: notes::not_verified(technician_name, &reason),
+                    run_at: now_ms(),
+                };
                 self.store
-                    .queue_note(
-                        case.id,
-                        "refused",
-                        &notes::not_verified(technician_name, &reason),
-                        now_ms(),
-                    )
+                    .transition_attempt(&attempt, "matching", Some(&note))
                     .await?;
                 self.audit(case, &attempt, "push refused", Some(&reason))
                     .await?;
@@ -319,15 +301,6 @@ impl Flow {
             }
         }
         Ok(attempt)
-    }
-
-    async fn open_attempt(&self, case_id: i64) -> Result<Option<Attempt>, FlowError> {
-        Ok(self
-            .store
-            .attempts_for_case(case_id)
-            .await?
-            .into_iter()
-            .find(|a| a.state == "pushed" || a.state == "matching"))
     }
 
     /// Err carries the reason no push was sent, in words for the technician and the note.
@@ -376,7 +349,7 @@ impl Flow {
         attempt.state = "pushed".into();
         attempt.txid = Some(txid.clone());
         self.store
-            .transition_attempt(attempt, "matching")
+            .transition_attempt(attempt, "matching", None)
             .await
             .map_err(|e| format!("the push was sent but could not be recorded ({e})."))?;
         self.store
@@ -426,9 +399,6 @@ impl Flow {
         };
         attempt.state = state.into();
         attempt.finished_at = Some(now_text());
-        if !self.store.transition_attempt(&attempt, "pushed").await? {
-            return Ok(true); // Another worker recorded the outcome first.
-        }
         let user = attempt.duo_username.clone().unwrap_or_default();
         let tech = attempt.technician_name.clone();
         let new_link = || self.link_for(case.id, org);
@@ -451,9 +421,19 @@ impl Flow {
                 ),
             ),
         };
-        self.store
-            .queue_note(case.id, state, &body, now_ms())
-            .await?;
+        let note = NewNote {
+            case_id: case.id,
+            kind: state.into(),
+            body,
+            run_at: now_ms(),
+        };
+        if !self
+            .store
+            .transition_attempt(&attempt, "pushed", Some(&note))
+            .await?
+        {
+            return Ok(true); // Another worker recorded the outcome first.
+        }
         self.audit(&case, &attempt, "push answered", None).await?;
         tracing::info!(attempt.id = attempt.id, outcome = state, "push answered");
         Ok(true)
@@ -502,6 +482,18 @@ impl Flow {
                 ..Default::default()
             })
             .await
+    }
+}
+
+/// An attempt as pages show it: the Duo username masked.
+pub fn attempt_row(a: Attempt) -> AttemptRow {
+    AttemptRow {
+        id: a.id,
+        state: a.state,
+        technician: a.technician_name,
+        duo_user: a.duo_username.as_deref().map(matching::mask_username),
+        reason: a.reason,
+        created_at: a.created_at,
     }
 }
 

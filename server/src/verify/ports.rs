@@ -35,35 +35,11 @@ pub struct TicketFacts {
     pub summary: Option<String>,
     pub company_id: Option<String>,
     pub company_name: Option<String>,
-    pub has_contact: bool,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub email: Option<String>,
-}
-
-impl TicketFacts {
-    /// The required pieces that are missing, in words for a note.
-    pub fn missing(&self) -> Vec<&'static str> {
-        let blank = |v: &Option<String>| v.as_deref().map(str::trim).unwrap_or("").is_empty();
-        let mut missing = Vec::new();
-        if blank(&self.summary) {
-            missing.push("ticket summary");
-        }
-        if blank(&self.company_id) {
-            missing.push("company");
-        }
-        if !self.has_contact {
-            missing.push("contact");
-        } else {
-            if blank(&self.first_name) {
-                missing.push("contact first name");
-            }
-            if blank(&self.last_name) {
-                missing.push("contact last name");
-            }
-        }
-        missing
-    }
+    /// The required pieces the PSA did not provide, in words for a note; empty when complete.
+    pub missing: Vec<&'static str>,
 }
 
 #[async_trait::async_trait]
