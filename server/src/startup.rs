@@ -46,11 +46,7 @@ impl Application {
             .site_addr(addr)
             .build();
         let key = MasterKey::from_config(&config)?;
-        let clients = StoredClients {
-            store: store.clone(),
-            key: key.clone(),
-            duo_retry: crate::duo::RetryPolicy::default(),
-        };
+        let clients = StoredClients::new(store.clone(), key.clone())?;
         let flow = Flow {
             store: store.clone(),
             clients: Arc::new(clients),

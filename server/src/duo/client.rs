@@ -193,12 +193,26 @@ impl DuoClient {
     /// A client for one application. `api_host` is `api-xxxx.duosecurity.com` (HTTPS) or a full
     /// base URL such as `http://127.0.0.1:PORT` for the simulator.
     pub fn new(api_host: &str, ikey: impl Into<String>, skey: Secret) -> Result<Self, DuoError> {
-        let (scheme, host) = parse_api_host(api_host)?;
-        let http = reqwest::Client::builder()
+        Self::with_http(api_host, ikey, skey, Self::http_client()?)
+    }
+
+    /// The HTTP client Duo clients use; one can serve every Duo account.
+    pub fn http_client() -> Result<reqwest::Client, DuoError> {
+        reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("deskproof/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(DuoError::Transport)?;
+            .map_err(DuoError::Transport)
+    }
+
+    /// A client sharing `http`'s connection pool (see [`DuoClient::http_client`]).
+    pub fn with_http(
+        api_host: &str,
+        ikey: impl Into<String>,
+        skey: Secret,
+        http: reqwest::Client,
+    ) -> Result<Self, DuoError> {
+        let (scheme, host) = parse_api_host(api_host)?;
         Ok(DuoClient {
             http,
             scheme,

@@ -53,17 +53,32 @@ pub fn connectwise_config(
     })
 }
 
+/// HTTP clients shared by every connection of each PSA kind, so connection pools are reused.
+#[derive(Clone)]
+pub struct PsaHttp {
+    pub connectwise: reqwest::Client,
+}
+
+impl PsaHttp {
+    pub fn new() -> Result<PsaHttp, SourceError> {
+        Ok(PsaHttp {
+            connectwise: ConnectWiseClient::http_client()?,
+        })
+    }
+}
+
 /// A client for the stored connection of the given kind.
 pub fn ticket_source(
     kind: &str,
     settings: &serde_json::Value,
     secrets_json: &str,
+    http: &PsaHttp,
 ) -> Result<Arc<dyn TicketSource>, SourceError> {
     let psa: Arc<dyn Psa> = match kind {
-        "connectwise" => Arc::new(ConnectWiseClient::new(connectwise_config(
-            settings,
-            secrets_json,
-        )?)?),
+        "connectwise" => Arc::new(ConnectWiseClient::with_http(
+            connectwise_config(settings, secrets_json)?,
+            http.connectwise.clone(),
+        )?),
         other => return Err(SourceError::UnknownKind(other.to_owned())),
     };
     Ok(Arc::new(PsaTicketSource(psa)))

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use crate::crypto::MasterKey;
 use crate::duo::gateway::DuoAccount;
 use crate::duo::{DuoClient, RetryPolicy};
+use crate::psa::source::PsaHttp;
 use crate::storage::Store;
 use crate::verify::ports::{Clients, DuoGateway, RemoteError, TicketSource};
 
@@ -12,6 +13,22 @@ pub struct StoredClients {
     pub store: Store,
     pub key: MasterKey,
     pub duo_retry: RetryPolicy,
+    /// One connection pool for every Duo account, one per PSA kind: clients are built per
+    /// use from stored settings, their pools are not.
+    pub duo_http: reqwest::Client,
+    pub psa_http: PsaHttp,
+}
+
+impl StoredClients {
+    pub fn new(store: Store, key: MasterKey) -> anyhow::Result<StoredClients> {
+        Ok(StoredClients {
+            store,
+            key,
+            duo_retry: RetryPolicy::default(),
+            duo_http: DuoClient::http_client()?,
+            psa_http: PsaHttp::new()?,
+        })
+    }
 }
 
 fn stored(e: impl std::fmt::Display) -> RemoteError {
@@ -31,7 +48,7 @@ impl Clients for StoredClients {
             .map_err(|e| RemoteError::retryable(e.to_string()))?
             .ok_or_else(|| RemoteError::permanent(format!("no PSA connection {connection_id}")))?;
         let secrets = self.key.open(&row.secrets_sealed).map_err(stored)?;
-        crate::psa::ticket_source(&row.kind, &row.settings, secrets.expose())
+        crate::psa::ticket_source(&row.kind, &row.settings, secrets.expose(), &self.psa_http)
             .map_err(|e| stored(format!("{} connection {:?}: {e}", row.kind, row.name)))
     }
 
@@ -46,12 +63,22 @@ impl Clients for StoredClients {
             })?;
         let auth_skey = self.key.open(&row.auth_skey_sealed).map_err(stored)?;
         let admin_skey = self.key.open(&row.admin_skey_sealed).map_err(stored)?;
-        let auth = DuoClient::new(&row.api_host, row.auth_ikey.clone(), auth_skey)
-            .map_err(stored)?
-            .with_retry_policy(self.duo_retry);
-        let admin = DuoClient::new(&row.api_host, row.admin_ikey.clone(), admin_skey)
-            .map_err(stored)?
-            .with_retry_policy(self.duo_retry);
+        let auth = DuoClient::with_http(
+            &row.api_host,
+            row.auth_ikey.clone(),
+            auth_skey,
+            self.duo_http.clone(),
+        )
+        .map_err(stored)?
+        .with_retry_policy(self.duo_retry);
+        let admin = DuoClient::with_http(
+            &row.api_host,
+            row.admin_ikey.clone(),
+            admin_skey,
+            self.duo_http.clone(),
+        )
+        .map_err(stored)?
+        .with_retry_policy(self.duo_retry);
         Ok(Arc::new(DuoAccount { auth, admin }))
     }
 }

@@ -73,12 +73,16 @@ fn basic(user: &str, password: &str) -> Secret {
 impl ConnectWiseClient {
     /// A client with its own HTTP connection pool and a 20-second timeout per request.
     pub fn new(config: ConnectWiseConfig) -> Result<Self, PsaError> {
-        let http = reqwest::Client::builder()
+        Self::with_http(config, Self::http_client()?)
+    }
+
+    /// The HTTP client ConnectWise clients use; one can serve every connection.
+    pub fn http_client() -> Result<reqwest::Client, PsaError> {
+        reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| PsaError::Config(format!("HTTP client: {e}")))?;
-        Self::with_http(config, http)
+            .map_err(|e| PsaError::Config(format!("HTTP client: {e}")))
     }
 
     /// A client sharing an existing HTTP connection pool.
