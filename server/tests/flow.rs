@@ -583,3 +583,63 @@ async fn two_clicks_at_the_same_moment_for_an_unmatched_contact_write_one_refusa
         "{notes:#?}"
     );
 }
+
+#[tokio::test]
+async fn an_attempt_interrupted_while_matching_does_not_block_the_ticket() {
+    // Arrange: an attempt left in `matching` twenty minutes ago, as a stop would leave it.
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Interrupted").await;
+    let token = app.link_token(ticket).await;
+    let case = app.case_of(ticket).await.expect("case");
+    sqlx::query(
+        "INSERT INTO attempts (ticket_ref, technician_name, state, created_at) \
+         VALUES (?, 'Casey Tech', 'matching', strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-20 minutes'))",
+    )
+    .bind(case.id)
+    .execute(&app.db)
+    .await
+    .expect("insert");
+
+    // Act
+    let attempt = app.send_push(&token).await;
+
+    // Assert
+    assert_eq!(attempt["state"], "pushed", "{attempt}");
+    app.world
+        .duo
+        .wait_for_push("alex.example", Duration::from_secs(5))
+        .await
+        .expect("a push was sent");
+    let rows = app.attempts(&token).await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["state"], "failed");
+    assert_eq!(rows[1]["reason"], "interrupted before a push was sent");
+}
+
+#[tokio::test]
+async fn a_recent_attempt_still_matching_keeps_the_ticket_to_one_push() {
+    // Arrange: an attempt that started matching a moment ago (another click in progress).
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "In progress").await;
+    let token = app.link_token(ticket).await;
+    let case = app.case_of(ticket).await.expect("case");
+    sqlx::query(
+        "INSERT INTO attempts (ticket_ref, technician_name, state) \
+         VALUES (?, 'Casey Tech', 'matching')",
+    )
+    .bind(case.id)
+    .execute(&app.db)
+    .await
+    .expect("insert");
+
+    // Act
+    let attempt = app.send_push(&token).await;
+
+    // Assert
+    assert_eq!(attempt["state"], "matching", "{attempt}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        app.world.duo.pushes().is_empty(),
+        "no second push while one is matching"
+    );
+}

@@ -100,6 +100,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Creates an attempt unless the case already has an open one (`matching` or `pushed`):
     /// then nothing is written and the result is [`StorageError::Conflict`]. The check and the
     /// insert are one statement, so two requests at the same moment cannot both create one.
+    /// An attempt still `matching` after ten minutes was interrupted by a stop: it is marked
+    /// `failed` first, so it cannot block the ticket for ever.
     async fn create_attempt(&self, attempt: &NewAttempt) -> Result<i64, StorageError>;
     async fn attempt(&self, id: i64) -> Result<Option<Attempt>, StorageError>;
     async fn attempts_for_case(&self, case_id: i64) -> Result<Vec<Attempt>, StorageError>;

@@ -443,6 +443,18 @@ impl Storage for SqliteStorage {
     }
 
     async fn create_attempt(&self, a: &NewAttempt) -> Result<i64, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        // Matching takes seconds; one still matching after ten minutes was cut short by a stop.
+        sqlx::query(
+            "UPDATE attempts SET state = 'failed', \
+             reason = 'interrupted before a push was sent', \
+             finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') \
+             WHERE ticket_ref = ? AND state = 'matching' \
+             AND created_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-10 minutes')",
+        )
+        .bind(a.case_id)
+        .execute(&mut *tx)
+        .await?;
         let row = sqlx::query(
             "INSERT INTO attempts (ticket_ref, technician_id, technician_name, state) \
              SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM attempts \
@@ -453,9 +465,10 @@ impl Storage for SqliteStorage {
         .bind(&a.technician_name)
         .bind(&a.state)
         .bind(a.case_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StorageError::Conflict("an open attempt for this ticket".into()))?;
+        tx.commit().await?;
         Ok(row.try_get("id")?)
     }
 
