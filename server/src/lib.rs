@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod duo;
 pub mod http;
+pub mod policy;
 pub mod psa;
 pub mod secret;
 pub mod setup;

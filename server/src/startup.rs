@@ -11,6 +11,7 @@ use crate::backend::AppBackend;
 use crate::config::Config;
 use crate::crypto::MasterKey;
 use crate::http::{router, AppState};
+use crate::policy::Policy;
 use crate::storage::{self, Store};
 use crate::verify::clients::StoredClients;
 use crate::verify::flow::{Flow, FlowSettings};
@@ -53,8 +54,7 @@ impl Application {
             key,
             settings: FlowSettings {
                 public_url: config.public_url_for(addr),
-                link_lifetime_secs: config.link_lifetime_hours * 3600,
-                push_cap_secs: config.push_timeout_secs,
+                policy: Policy::builtin(&config),
                 retry_base_ms: config.note_retry_base_ms,
             },
         };

@@ -3,6 +3,8 @@ use std::sync::Arc;
 
 use app::model::Role;
 
+use crate::policy::PolicySettings;
+
 mod sqlite;
 
 pub use sqlite::SqliteStorage;
@@ -15,6 +17,8 @@ pub enum StorageError {
     NotFound(String),
     #[error("unsupported database URL {0:?}: use sqlite://path")]
     UnsupportedUrl(String),
+    #[error("stored {0} could not be read")]
+    Corrupt(&'static str),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed")]
@@ -78,6 +82,17 @@ pub trait Storage: Send + Sync + 'static {
         connection_id: i64,
         psa_company_id: &str,
     ) -> Result<Option<i64>, StorageError>;
+
+    // Policy: `None` is the deployment-wide defaults, `Some(id)` one organization's overrides.
+    async fn policy_settings(
+        &self,
+        organization_id: Option<i64>,
+    ) -> Result<PolicySettings, StorageError>;
+    async fn save_policy_settings(
+        &self,
+        organization_id: Option<i64>,
+        settings: &PolicySettings,
+    ) -> Result<(), StorageError>;
 
     /// Stores an inbound delivery, its ticket case and the intake job in one transaction.
     /// Returns `false` when this delivery was stored before (nothing new is written).

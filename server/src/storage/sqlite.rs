@@ -7,6 +7,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::Row;
 use tower_sessions_sqlx_store::SqliteStore;
 
+use crate::policy::PolicySettings;
+
 use super::{
     Attempt, AuditEntry, DuoAccountRow, Job, NewAttempt, NewJob, NewNote, NewPsaConnection,
     NewUser, NoteRow, Organization, PsaConnectionRow, Storage, StorageError, TicketCase,
@@ -358,6 +360,60 @@ impl Storage for SqliteStorage {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get("organization_id")).transpose()?)
+    }
+
+    async fn policy_settings(
+        &self,
+        organization_id: Option<i64>,
+    ) -> Result<PolicySettings, StorageError> {
+        let text: Option<String> = match organization_id {
+            None => {
+                sqlx::query_scalar("SELECT settings FROM policy_defaults WHERE id = 1")
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            Some(id) => {
+                sqlx::query_scalar("SELECT policy FROM organizations WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        match text {
+            None if organization_id.is_some() => Err(StorageError::NotFound("organization".into())),
+            None => Ok(PolicySettings::default()),
+            Some(t) => serde_json::from_str(&t).map_err(|_| StorageError::Corrupt("policy")),
+        }
+    }
+
+    async fn save_policy_settings(
+        &self,
+        organization_id: Option<i64>,
+        settings: &PolicySettings,
+    ) -> Result<(), StorageError> {
+        let text = serde_json::to_string(settings).map_err(|_| StorageError::Corrupt("policy"))?;
+        let done = match organization_id {
+            None => {
+                sqlx::query(
+                    "INSERT INTO policy_defaults (id, settings) VALUES (1, ?) \
+                 ON CONFLICT (id) DO UPDATE SET settings = excluded.settings",
+                )
+                .bind(&text)
+                .execute(&self.pool)
+                .await?
+            }
+            Some(id) => {
+                sqlx::query("UPDATE organizations SET policy = ? WHERE id = ?")
+                    .bind(&text)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound("organization".into()));
+        }
+        Ok(())
     }
 
     async fn record_delivery(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use app::model::{AttemptRow, VerificationPage};
 
 use crate::crypto::MasterKey;
+use crate::policy::Policy;
 use crate::storage::{
     Attempt, AuditEntry, NewAttempt, NewJob, NewNote, StorageError, Store, TicketCase,
 };
@@ -35,9 +36,8 @@ pub enum FlowError {
 #[derive(Clone, Debug)]
 pub struct FlowSettings {
     pub public_url: String,
-    pub link_lifetime_secs: i64,
-    /// A push still unanswered after this long counts as timed out.
-    pub push_cap_secs: i64,
+    /// Policy before the stored defaults and organization overrides apply.
+    pub policy: Policy,
     /// First delay before a failed note is posted again; doubles each time, up to a minute.
     pub retry_base_ms: u64,
 }
@@ -46,8 +46,7 @@ impl Default for FlowSettings {
     fn default() -> Self {
         FlowSettings {
             public_url: "http://127.0.0.1:3000".into(),
-            link_lifetime_secs: 7 * 24 * 3600,
-            push_cap_secs: 150,
+            policy: Policy::default(),
             retry_base_ms: 1000,
         }
     }
@@ -98,13 +97,20 @@ fn contact_label(case: &TicketCase) -> String {
 }
 
 impl Flow {
-    pub fn link_for(&self, case_id: i64, organization_id: i64) -> String {
+    /// The policy in force for an organization: built-in, then stored defaults, then its own.
+    pub async fn policy(&self, organization_id: i64) -> Result<Policy, FlowError> {
+        let global = self.store.policy_settings(None).await?;
+        let own = self.store.policy_settings(Some(organization_id)).await?;
+        Ok(self.settings.policy.with(&global).with(&own))
+    }
+
+    pub fn link_for(&self, case_id: i64, organization_id: i64, policy: &Policy) -> String {
         let token = link::sign(
             self.key.link_key(),
             LinkClaims {
                 case_id,
                 organization_id,
-                expires_at: now() + self.settings.link_lifetime_secs,
+                expires_at: now() + policy.link_lifetime_hours * 3600,
             },
         );
         format!(
@@ -221,7 +227,8 @@ impl Flow {
                 Some(org) => {
                     case.state = "ready".into();
                     case.organization_id = Some(org);
-                    ("link", notes::link(&self.link_for(case.id, org)))
+                    let policy = self.policy(org).await?;
+                    ("link", notes::link(&self.link_for(case.id, org, &policy)))
                 }
             }
         };
@@ -382,10 +389,11 @@ impl Flow {
             .ok_or(FlowError::UnknownCase)?;
         let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
         let txid = attempt.txid.clone().unwrap_or_default();
+        let policy = self.policy(org).await?;
         let status = self.clients.duo(org).await?.status(&txid).await?;
         let age = created_age_secs(&attempt.created_at);
         let state = match status {
-            PushStatus::Waiting if age < self.settings.push_cap_secs => return Ok(false),
+            PushStatus::Waiting if age < policy.push_timeout_secs => return Ok(false),
             PushStatus::Waiting | PushStatus::TimedOut => "timed_out",
             PushStatus::Approved => "approved",
             PushStatus::Denied => "denied",
@@ -401,7 +409,7 @@ impl Flow {
         attempt.finished_at = Some(now_text());
         let user = attempt.duo_username.clone().unwrap_or_default();
         let tech = attempt.technician_name.clone();
-        let new_link = || self.link_for(case.id, org);
+        let new_link = || self.link_for(case.id, org, &policy);
         let body = match state {
             "approved" => notes::approved(&user, &tech),
             "denied" => notes::denied(&user, &tech, &new_link()),
