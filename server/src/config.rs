@@ -7,6 +7,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::verify::directory::DirectoryMode;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,6 +46,11 @@ pub struct Config {
     pub workers: usize,
     /// First delay before a note the PSA refused is posted again; doubles each try.
     pub note_retry_base_ms: u64,
+    /// `cached` (default): Duo users are matched against a copy kept in memory and refreshed in
+    /// the background; `live`: the whole Duo account is listed on every lookup.
+    pub directory: DirectoryMode,
+    /// How old a kept Duo directory may get before it is listed again.
+    pub directory_refresh_secs: u64,
 }
 
 /// Defaults that need no file at all.
@@ -59,6 +65,8 @@ struct Defaults {
     push_timeout_secs: i64,
     workers: usize,
     note_retry_base_ms: u64,
+    directory: DirectoryMode,
+    directory_refresh_secs: u64,
 }
 
 impl Default for Defaults {
@@ -73,6 +81,8 @@ impl Default for Defaults {
             push_timeout_secs: 150,
             workers: 16,
             note_retry_base_ms: 1000,
+            directory: DirectoryMode::Cached,
+            directory_refresh_secs: 300,
         }
     }
 }
@@ -123,6 +133,11 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{name} must be positive")));
             }
         }
+        if self.directory_refresh_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "directory_refresh_secs must be positive".into(),
+            ));
+        }
         if self.note_retry_base_ms == 0 {
             return Err(ConfigError::Invalid(
                 "note_retry_base_ms must be positive".into(),
@@ -158,6 +173,8 @@ impl Config {
             push_timeout_secs: 150,
             workers: 4,
             note_retry_base_ms: 1000,
+            directory: DirectoryMode::Cached,
+            directory_refresh_secs: 300,
         }
     }
 

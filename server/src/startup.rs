@@ -2,6 +2,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use leptos::prelude::LeptosOptions;
@@ -14,6 +15,7 @@ use crate::http::{router, AppState};
 use crate::policy::Policy;
 use crate::storage::{self, Store};
 use crate::verify::clients::StoredClients;
+use crate::verify::directory::{DirectoryCache, DirectoryMode};
 use crate::verify::flow::{Flow, FlowSettings};
 use crate::verify::worker::Worker;
 
@@ -47,7 +49,12 @@ impl Application {
             .site_addr(addr)
             .build();
         let key = MasterKey::from_config(&config)?;
-        let clients = StoredClients::new(store.clone(), key.clone())?;
+        let mut clients = StoredClients::new(store.clone(), key.clone())?;
+        if config.directory == DirectoryMode::Cached {
+            let cache = DirectoryCache::new(Duration::from_secs(config.directory_refresh_secs));
+            cache.spawn_refresher();
+            clients.directories = Some(cache);
+        }
         let flow = Flow {
             store: store.clone(),
             clients: Arc::new(clients),

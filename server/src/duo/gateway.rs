@@ -1,4 +1,6 @@
 //! The verification flow's view of one Duo account: its Admin API directory and Auth API push.
+use std::sync::Arc;
+
 use crate::duo::client::DuoClient;
 use crate::duo::error::DuoError;
 use crate::duo::types::{DuoUser, DuoUserId, PushOutcome, PushRefusal, PushRequest, TxId};
@@ -42,9 +44,9 @@ fn candidate(u: DuoUser) -> Candidate {
 
 #[async_trait::async_trait]
 impl DuoGateway for DuoAccount {
-    async fn directory(&self) -> Result<Vec<Candidate>, RemoteError> {
+    async fn directory(&self) -> Result<Arc<Vec<Candidate>>, RemoteError> {
         let users = self.admin.list_users(300).await.map_err(remote)?;
-        Ok(users.into_iter().map(candidate).collect())
+        Ok(Arc::new(users.into_iter().map(candidate).collect()))
     }
 
     async fn user(&self, user_id: &str) -> Result<Option<Candidate>, RemoteError> {

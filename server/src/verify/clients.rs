@@ -6,6 +6,7 @@ use crate::duo::gateway::DuoAccount;
 use crate::duo::{DuoClient, RetryPolicy};
 use crate::psa::source::PsaHttp;
 use crate::storage::Store;
+use crate::verify::directory::DirectoryCache;
 use crate::verify::ports::{Clients, DuoGateway, RemoteError, TicketSource};
 
 #[derive(Clone)]
@@ -17,6 +18,8 @@ pub struct StoredClients {
     /// use from stored settings, their pools are not.
     pub duo_http: reqwest::Client,
     pub psa_http: PsaHttp,
+    /// Kept Duo directories; `None` lists the whole account on every lookup.
+    pub directories: Option<Arc<DirectoryCache>>,
 }
 
 impl StoredClients {
@@ -27,6 +30,7 @@ impl StoredClients {
             duo_retry: RetryPolicy::default(),
             duo_http: DuoClient::http_client()?,
             psa_http: PsaHttp::new()?,
+            directories: None,
         })
     }
 }
@@ -79,6 +83,14 @@ impl Clients for StoredClients {
         )
         .map_err(stored)?
         .with_retry_policy(self.duo_retry);
-        Ok(Arc::new(DuoAccount { auth, admin }))
+        let account: Arc<dyn DuoGateway> = Arc::new(DuoAccount { auth, admin });
+        Ok(match &self.directories {
+            // Keyed by the keys too, so a copy never outlives a change of account.
+            Some(cache) => Arc::new(cache.wrap(
+                format!("{organization_id}:{}:{}", row.api_host, row.admin_ikey),
+                account,
+            )),
+            None => account,
+        })
     }
 }

@@ -320,19 +320,32 @@ impl Flow {
         let unreachable = |e: RemoteError| format!("Duo could not be reached ({e}).");
         let duo = self.clients.duo(org).await.map_err(unreachable)?;
         let users = duo.directory().await.map_err(unreachable)?;
-        let user = match matching::find(&contact_of(case), &users) {
+        let contact = contact_of(case);
+        let mut found = matching::find(&contact, &users);
+        if found == MatchResult::None {
+            // A kept directory may predate a user added in Duo a moment ago.
+            if let Some(newer) = duo.directory_after_miss().await.map_err(unreachable)? {
+                found = matching::find(&contact, &newer);
+            }
+        }
+        let mut user = match found {
             MatchResult::One { user, .. } => user,
             other => return Err(refusal_for_match(&other)),
         };
         attempt.duo_user_id = Some(user.user_id.clone());
         attempt.duo_username = Some(user.username.clone());
-        // The directory may be minutes old: read the one user fresh before pushing.
-        let fresh = duo
-            .user(&user.user_id)
-            .await
-            .map_err(unreachable)?
-            .ok_or_else(|| "the matched Duo user no longer exists.".to_owned())?;
-        check_status(&fresh)?;
+        // A kept directory may be minutes old: a status that would refuse is read again first.
+        if duo.cached() && check_status(&user).is_err() {
+            user = duo
+                .user(&user.user_id)
+                .await
+                .map_err(unreachable)?
+                .ok_or_else(|| "the matched Duo user no longer exists.".to_owned())?;
+        }
+        check_status(&user)?;
+        // Preauth asks Duo about this user now, whatever the directory said: a user disabled,
+        // locked out or put in bypass since the listing gets no push.
+        let fresh = user;
         match duo.preauth(&fresh.username).await.map_err(unreachable)? {
             Preauth::Push => {}
             Preauth::Allow => {

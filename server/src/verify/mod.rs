@@ -1,6 +1,7 @@
 //! The verification flow: ticket intake, the link note, matching the contact to a Duo user,
 //! the push, and the outcome note.
 pub mod clients;
+pub mod directory;
 pub mod flow;
 pub mod link;
 pub mod matching;

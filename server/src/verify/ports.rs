@@ -76,8 +76,17 @@ pub enum PushStatus {
 
 #[async_trait::async_trait]
 pub trait DuoGateway: Send + Sync {
-    /// Every user of the account (paged through by the implementation).
-    async fn directory(&self) -> Result<Vec<Candidate>, RemoteError>;
+    /// Every user of the account (paged through by the implementation, or a kept copy).
+    async fn directory(&self) -> Result<Arc<Vec<Candidate>>, RemoteError>;
+    /// After a lookup in [`DuoGateway::directory`] found nobody: a newer listing, or `None`
+    /// when the directory was already current.
+    async fn directory_after_miss(&self) -> Result<Option<Arc<Vec<Candidate>>>, RemoteError> {
+        Ok(None)
+    }
+    /// True when [`DuoGateway::directory`] answers from a kept copy that may be minutes old.
+    fn cached(&self) -> bool {
+        false
+    }
     /// One user, read fresh.
     async fn user(&self, user_id: &str) -> Result<Option<Candidate>, RemoteError>;
     async fn preauth(&self, username: &str) -> Result<Preauth, RemoteError>;

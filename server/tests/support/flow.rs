@@ -53,12 +53,17 @@ fn serve(app: Application) -> Running {
 
 /// A fresh database, deskproof on port 0, and seeded simulators with fast push time-outs.
 pub async fn spawn_flow() -> FlowApp {
+    spawn_flow_with(|_| {}).await
+}
+
+/// [`spawn_flow`] with the configuration changed by `adjust` first.
+pub async fn spawn_flow_with(adjust: impl FnOnce(&mut Config)) -> FlowApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_url = format!("sqlite://{}/deskproof.db", dir.path().display());
     deskproof::telemetry::init(deskproof::config::LogFormat::Text);
-    let app = Application::build(flow_config(&db_url))
-        .await
-        .expect("app builds");
+    let mut config = flow_config(&db_url);
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("app builds");
     let url = app.url();
     let store = app.store.clone();
     let world = seed_world(&app).await.expect("demo world");
