@@ -14,8 +14,12 @@ demo: build
 	DESKPROOF_DATABASE_URL=sqlite://$(DEMO_DIR)/deskproof.db DESKPROOF_SITE_ROOT=$(SITE) \
 		./target/debug/deskproof demo
 
+# Storage, flow and multi-process tests also run on a throw-away PostgreSQL server.
+PG_TESTS := --test storage --test flow --test directory --test replicas
+
 test: build e2e-deps
 	$(CARGO) test --workspace
+	.ci/with-postgres $(CARGO) test -p deskproof $(PG_TESTS)
 	cd end2end && DESKPROOF_BIN=../target/debug/deskproof DESKPROOF_SITE_ROOT=../$(SITE) node --test --test-concurrency=1 tests/
 
 build: site

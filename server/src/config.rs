@@ -51,6 +51,10 @@ pub struct Config {
     pub directory: DirectoryMode,
     /// How old a kept Duo directory may get before it is listed again.
     pub directory_refresh_secs: u64,
+    /// How long a claimed background job stays with its process. A job whose process stopped
+    /// is taken by another (or by the same one restarted) once this runs out; it must exceed
+    /// Duo's long poll (about a minute).
+    pub job_lease_secs: u64,
 }
 
 /// Defaults that need no file at all.
@@ -67,6 +71,7 @@ struct Defaults {
     note_retry_base_ms: u64,
     directory: DirectoryMode,
     directory_refresh_secs: u64,
+    job_lease_secs: u64,
 }
 
 impl Default for Defaults {
@@ -83,6 +88,7 @@ impl Default for Defaults {
             note_retry_base_ms: 1000,
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,
+            job_lease_secs: 120,
         }
     }
 }
@@ -133,6 +139,11 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("{name} must be positive")));
             }
         }
+        if self.job_lease_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "job_lease_secs must be positive".into(),
+            ));
+        }
         if self.directory_refresh_secs == 0 {
             return Err(ConfigError::Invalid(
                 "directory_refresh_secs must be positive".into(),
@@ -175,6 +186,7 @@ impl Config {
             note_retry_base_ms: 1000,
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,
+            job_lease_secs: 120,
         }
     }
 

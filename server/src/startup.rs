@@ -27,6 +27,7 @@ pub struct Application {
     pub addr: SocketAddr,
     pub flow: Flow,
     workers: Vec<tokio::task::AbortHandle>,
+    worker: Worker,
 }
 
 impl Application {
@@ -66,8 +67,8 @@ impl Application {
             },
         };
         // One process owns the SQLite file: leases left by a previous run are stale.
-        store.release_leases().await?;
-        let worker = Worker::new(flow.clone());
+        store.release_leases(None).await?;
+        let worker = Worker::new(flow.clone(), Duration::from_secs(config.job_lease_secs));
         let workers = worker.spawn(config.workers);
         let state = AppState {
             leptos_options,
@@ -79,7 +80,7 @@ impl Application {
             }),
             config: Arc::new(config),
             flow: flow.clone(),
-            worker,
+            worker: worker.clone(),
             verifiers: Default::default(),
         };
         Ok(Application {
@@ -89,6 +90,7 @@ impl Application {
             addr,
             flow,
             workers,
+            worker,
         })
     }
 
@@ -114,6 +116,7 @@ impl Application {
         for worker in &self.workers {
             worker.abort();
         }
+        self.worker.release().await;
         tracing::info!(address = %self.addr, "deskproof stopped");
         served
     }

@@ -593,9 +593,10 @@ async fn an_attempt_interrupted_while_matching_does_not_block_the_ticket() {
     let case = app.case_of(ticket).await.expect("case");
     sqlx::query(
         "INSERT INTO attempts (ticket_ref, technician_name, state, created_at) \
-         VALUES (?, 'Casey Tech', 'matching', strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-20 minutes'))",
+         VALUES ($1, 'Casey Tech', 'matching', $2)",
     )
     .bind(case.id)
+    .bind(minutes_ago(20))
     .execute(&app.db)
     .await
     .expect("insert");
@@ -625,7 +626,7 @@ async fn a_recent_attempt_still_matching_keeps_the_ticket_to_one_push() {
     let case = app.case_of(ticket).await.expect("case");
     sqlx::query(
         "INSERT INTO attempts (ticket_ref, technician_name, state) \
-         VALUES (?, 'Casey Tech', 'matching')",
+         VALUES ($1, 'Casey Tech', 'matching')",
     )
     .bind(case.id)
     .execute(&app.db)
@@ -641,5 +642,45 @@ async fn a_recent_attempt_still_matching_keeps_the_ticket_to_one_push() {
     assert!(
         app.world.duo.pushes().is_empty(),
         "no second push while one is matching"
+    );
+}
+
+/// A timestamp `minutes` ago, written as the database's timestamps are.
+fn minutes_ago(minutes: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes);
+    at.format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .expect("format a timestamp")
+}
+
+#[tokio::test]
+async fn a_note_posted_by_a_process_that_died_before_recording_it_is_not_posted_again() {
+    // Arrange: the link note reached ConnectWise, but the database does not know it, as when
+    // a process is killed between ConnectWise's answer and the commit.
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Cut short").await;
+    app.link_token(ticket).await;
+    app.wait_until_idle().await;
+    sqlx::query("UPDATE notes SET psa_note_id = NULL")
+        .execute(&app.db)
+        .await
+        .expect("forget the post");
+
+    // Act: the note job runs again.
+    sqlx::query("UPDATE jobs SET done = FALSE, run_at = 0 WHERE kind = 'note'")
+        .execute(&app.db)
+        .await
+        .expect("requeue");
+    app.wait_until_idle().await;
+
+    // Assert: found in ConnectWise by its reference, recorded, not written twice.
+    let texts = app.note_texts(ticket);
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert!(texts[0].contains("(deskproof ref "), "{}", texts[0]);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM notes WHERE psa_note_id IS NOT NULL")
+            .await,
+        1
     );
 }

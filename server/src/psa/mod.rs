@@ -312,6 +312,13 @@ pub trait Psa: Send + Sync {
     /// Writes a note only technicians can see, with no notification sent to anyone.
     async fn post_internal_note(&self, ticket: TicketId, text: &str) -> Result<NoteId, PsaError>;
 
+    /// The ticket's note whose text contains `marker`, if the PSA can list notes. Used to tell
+    /// whether a post that was cut short reached the PSA; `None` means "post it".
+    async fn find_note(&self, ticket: TicketId, marker: &str) -> Result<Option<NoteId>, PsaError> {
+        let _ = (ticket, marker);
+        Ok(None)
+    }
+
     /// Reads the ticket and its contact and normalizes them. A contact the PSA no longer has
     /// counts as a missing contact, not as an error.
     async fn load_ticket(&self, id: TicketId) -> Result<LoadedTicket, PsaError> {

@@ -137,4 +137,13 @@ impl TicketSource for PsaTicketSource {
             .map_err(remote)?;
         Ok(note.to_string())
     }
+
+    async fn find_note(&self, id: &str, marker: &str) -> Result<Option<String>, RemoteError> {
+        let found = self
+            .0
+            .find_note(ticket_id(id)?, marker)
+            .await
+            .map_err(remote)?;
+        Ok(found.map(|n| n.to_string()))
+    }
 }

@@ -5,6 +5,7 @@ use anyhow::Context;
 use app::model::Role;
 
 use crate::config::Config;
+use crate::crypto::MasterKey;
 use crate::psa::source::{ConnectWiseSecrets, ConnectWiseSettings};
 use crate::psa::{CompanyId, ContactId};
 use crate::sim::connectwise::ConnectWiseSim;
@@ -64,6 +65,16 @@ pub struct DemoContacts {
 /// Starts both simulators, seeds them and stores the organization, its Duo keys, the
 /// ConnectWise connection and the company mapping in deskproof.
 pub async fn seed_world(app: &Application) -> anyhow::Result<DemoWorld> {
+    seed_world_in(&app.store, &app.flow.key, &app.url()).await
+}
+
+/// [`seed_world`] for a database that deskproof processes elsewhere serve: ConnectWise's
+/// callbacks go to `deskproof_url`.
+pub async fn seed_world_in(
+    store: &Store,
+    key: &MasterKey,
+    deskproof_url: &str,
+) -> anyhow::Result<DemoWorld> {
     let (duo, duo_url) = DuoSim::start()
         .await
         .context("starting the Duo simulator")?;
@@ -91,8 +102,6 @@ pub async fn seed_world(app: &Application) -> anyhow::Result<DemoWorld> {
         robin: cw.add_contact_at(c, "Robin", "Nobody", "robin@contoso.example"),
     };
 
-    let store = &app.store;
-    let key = &app.flow.key;
     let organization_id = store.create_organization("Contoso").await?;
     let (auth_keys, admin_keys) = (duo.auth_keys(), duo.admin_keys());
     store
@@ -128,8 +137,7 @@ pub async fn seed_world(app: &Application) -> anyhow::Result<DemoWorld> {
         .await?;
     // ConnectWise appends the record id to the URL, so it ends in a query parameter.
     cw.set_callback_url(Some(format!(
-        "{}/hooks/connectwise/{connection_id}?recordId=",
-        app.url()
+        "{deskproof_url}/hooks/connectwise/{connection_id}?recordId="
     )));
     Ok(DemoWorld {
         duo,

@@ -5,9 +5,9 @@ use app::model::Role;
 
 use crate::policy::PolicySettings;
 
-mod sqlite;
+mod sql;
 
-pub use sqlite::SqliteStorage;
+pub use sql::{Dialect, SqlStorage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -15,7 +15,7 @@ pub enum StorageError {
     Conflict(String),
     #[error("{0} not found")]
     NotFound(String),
-    #[error("unsupported database URL {0:?}: use sqlite://path")]
+    #[error("unsupported database URL {0:?}: use sqlite://path or postgres://user@host/database")]
     UnsupportedUrl(String),
     #[error("stored {0} could not be read")]
     Corrupt(&'static str),
@@ -132,14 +132,24 @@ pub trait Storage: Send + Sync + 'static {
     async fn note(&self, id: i64) -> Result<Option<NoteRow>, StorageError>;
     async fn notes_for_case(&self, case_id: i64) -> Result<Vec<NoteRow>, StorageError>;
     async fn mark_note_posted(&self, id: i64, psa_note_id: &str) -> Result<(), StorageError>;
+    /// Records that a post of the note is about to be sent to the PSA.
+    async fn start_note_post(&self, id: i64) -> Result<(), StorageError>;
 
     async fn enqueue_job(&self, job: &NewJob) -> Result<(), StorageError>;
-    /// Takes the next due job and leases it until `lease_until`.
-    async fn claim_job(&self, now: i64, lease_until: i64) -> Result<Option<Job>, StorageError>;
+    /// Takes the next due job and leases it to `owner` until `lease_until`. Two callers, in
+    /// one process or in several sharing the database, never get the same job at once.
+    async fn claim_job(
+        &self,
+        now: i64,
+        lease_until: i64,
+        owner: &str,
+    ) -> Result<Option<Job>, StorageError>;
     async fn finish_job(&self, id: i64) -> Result<(), StorageError>;
     async fn retry_job(&self, id: i64, run_at: i64, error: &str) -> Result<(), StorageError>;
-    /// Ends every lease: used at start-up by a single-process deployment.
-    async fn release_leases(&self) -> Result<(), StorageError>;
+    /// Ends the leases `owner` holds, or with `None` every lease left by an earlier run of a
+    /// single-process (SQLite) deployment; on a shared PostgreSQL, `None` ends none, as other
+    /// replicas' leases are live.
+    async fn release_leases(&self, owner: Option<&str>) -> Result<(), StorageError>;
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StorageError>;
     async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>, StorageError>;
@@ -241,6 +251,8 @@ pub struct NoteRow {
     pub kind: String,
     pub body: String,
     pub psa_note_id: Option<String>,
+    /// A post was started before: it may have reached the PSA without being recorded.
+    pub post_started: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -274,10 +286,18 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
-/// Opens the database named by `url`, creating it if needed, and applies the migrations.
+/// Opens the database named by `url` and applies the migrations: a SQLite file (created if
+/// needed) or an existing PostgreSQL database.
 pub async fn connect(url: &str) -> Result<Store, StorageError> {
+    Ok(Arc::new(connect_sql(url).await?))
+}
+
+/// [`connect`], keeping the concrete type for callers that need the pool.
+pub async fn connect_sql(url: &str) -> Result<SqlStorage, StorageError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStorage::connect(url).await?))
+        SqlStorage::connect_sqlite(url).await
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        SqlStorage::connect_postgres(url).await
     } else {
         Err(StorageError::UnsupportedUrl(url.to_owned()))
     }

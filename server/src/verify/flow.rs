@@ -474,9 +474,19 @@ impl Flow {
             .await?
             .ok_or(FlowError::UnknownCase)?;
         let source = self.clients.ticket_source(case.connection_id).await?;
-        let psa_id = source
-            .post_internal_note(&case.ticket_id, &note.body)
-            .await?;
+        let marker = notes::reference(case.id, note.id);
+        if note.post_started {
+            // An earlier post may have reached the PSA before its process stopped.
+            if let Some(psa_id) = source.find_note(&case.ticket_id, &marker).await? {
+                self.store.mark_note_posted(note.id, &psa_id).await?;
+                tracing::info!(ticket.id = %case.ticket_id, "note found already posted");
+                return Ok(());
+            }
+        } else {
+            self.store.start_note_post(note.id).await?;
+        }
+        let text = format!("{}\n\n{marker}", note.body);
+        let psa_id = source.post_internal_note(&case.ticket_id, &text).await?;
         self.store.mark_note_posted(note.id, &psa_id).await?;
         tracing::info!(ticket.id = %case.ticket_id, note.kind = %note.kind, "note posted");
         Ok(())

@@ -13,6 +13,11 @@ pub fn push_text(ticket_title: &str) -> String {
     format!("{PUSH_TEXT_PREFIX}\"{title}\"")
 }
 
+/// The reference closing every note, by which a post that was cut short is found again.
+pub fn reference(case_id: i64, note_id: i64) -> String {
+    format!("(deskproof ref {case_id}.{note_id})")
+}
+
 pub fn link(url: &str) -> String {
     format!(
         "deskproof: Please click the following link to verify the identity of this ticket's \

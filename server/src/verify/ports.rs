@@ -47,6 +47,10 @@ pub trait TicketSource: Send + Sync {
     async fn ticket_facts(&self, ticket_id: &str) -> Result<TicketFacts, RemoteError>;
     /// Writes an internal note; returns the PSA's id of the note.
     async fn post_internal_note(&self, ticket_id: &str, text: &str) -> Result<String, RemoteError>;
+    /// The PSA's id of the ticket's note containing `marker`, if there is one and the PSA can
+    /// list notes.
+    async fn find_note(&self, ticket_id: &str, marker: &str)
+        -> Result<Option<String>, RemoteError>;
 }
 
 /// What Duo said before a push.

@@ -8,8 +8,6 @@ use tokio::sync::Notify;
 use crate::storage::Job;
 use crate::verify::flow::{now_ms, Flow, FlowError};
 
-/// How long a claimed job stays with its worker; longer than Duo's long-poll.
-const LEASE_MS: i64 = 120_000;
 const MAX_BACKOFF_MS: u64 = 60_000;
 /// Idle workers look for due jobs at least this often.
 const IDLE_WAIT: Duration = Duration::from_millis(250);
@@ -18,13 +16,26 @@ const IDLE_WAIT: Duration = Duration::from_millis(250);
 pub struct Worker {
     flow: Flow,
     wake: Arc<Notify>,
+    /// How long a claimed job stays with this process; longer than Duo's long poll.
+    lease_ms: i64,
+    /// This process's name on the leases it holds.
+    owner: Arc<str>,
 }
 
 impl Worker {
-    pub fn new(flow: Flow) -> Worker {
+    pub fn new(flow: Flow, lease: Duration) -> Worker {
         Worker {
             flow,
             wake: Arc::new(Notify::new()),
+            lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+            owner: Arc::from(uuid::Uuid::new_v4().to_string()),
+        }
+    }
+
+    /// Hands back the jobs this process holds, for another process to take straight away.
+    pub async fn release(&self) {
+        if let Err(e) = self.flow.store.release_leases(Some(&self.owner)).await {
+            tracing::warn!(error = %e, "cannot hand back claimed jobs; their leases will run out");
         }
     }
 
@@ -48,7 +59,11 @@ impl Worker {
             match self
                 .flow
                 .store
-                .claim_job(now_ms(), now_ms() + LEASE_MS)
+                .claim_job(
+                    now_ms(),
+                    now_ms().saturating_add(self.lease_ms),
+                    &self.owner,
+                )
                 .await
             {
                 Ok(Some(job)) => self.handle(job).await,

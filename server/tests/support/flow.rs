@@ -21,7 +21,7 @@ pub struct FlowApp {
     pub dir: tempfile::TempDir,
     pub db_url: String,
     /// A second connection to the same database, for reading rows the way an operator would.
-    pub db: sqlx::SqlitePool,
+    pub db: sqlx::AnyPool,
     server: Option<Running>,
 }
 
@@ -36,9 +36,9 @@ pub const TECH: (&str, &str) = ("casey", "correct horse battery");
 /// How long tests wait for something the flow does in the background.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The configuration of every flow test: port 0, the given database, fast note retries.
-pub fn flow_config(db_url: &str) -> Config {
-    let mut config = Config::for_database(db_url);
+/// The configuration of every flow test: port 0, the given database and key, fast note retries.
+pub fn flow_config(db_url: &str, dir: &std::path::Path) -> Config {
+    let mut config = super::config_for(db_url, dir);
     config.note_retry_base_ms = 100;
     config
 }
@@ -59,9 +59,9 @@ pub async fn spawn_flow() -> FlowApp {
 /// [`spawn_flow`] with the configuration changed by `adjust` first.
 pub async fn spawn_flow_with(adjust: impl FnOnce(&mut Config)) -> FlowApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db_url = format!("sqlite://{}/deskproof.db", dir.path().display());
+    let db_url = super::test_database(dir.path()).await;
     deskproof::telemetry::init(deskproof::config::LogFormat::Text);
-    let mut config = flow_config(&db_url);
+    let mut config = flow_config(&db_url, dir.path());
     adjust(&mut config);
     let app = Application::build(config).await.expect("app builds");
     let url = app.url();
@@ -75,7 +75,8 @@ pub async fn spawn_flow_with(adjust: impl FnOnce(&mut Config)) -> FlowApp {
         .expect("technician");
     let client = super::new_client();
     sign_in(&client, &url).await;
-    let db = sqlx::SqlitePool::connect(&db_url)
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&db_url)
         .await
         .expect("second connection");
     FlowApp {
@@ -127,7 +128,7 @@ impl FlowApp {
     /// seeding anything: the stored connection and Duo account still point at the simulators.
     pub async fn start_again(&mut self) {
         assert!(self.server.is_none(), "stop deskproof first");
-        let app = Application::build(flow_config(&self.db_url))
+        let app = Application::build(flow_config(&self.db_url, self.dir.path()))
             .await
             .expect("app builds again");
         self.url = app.url();
@@ -195,7 +196,7 @@ impl FlowApp {
 
     /// The stored ticket case of a PSA ticket, read fresh.
     pub async fn case_of(&self, ticket: TicketId) -> Option<TicketCase> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM tickets WHERE ticket_id = ?")
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM tickets WHERE ticket_id = $1")
             .bind(ticket.to_string())
             .fetch_optional(&self.db)
             .await

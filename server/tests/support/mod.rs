@@ -1,4 +1,5 @@
-//! Shared test setup: a deskproof on port 0 with its own SQLite file.
+//! Shared test setup: a deskproof on port 0 with its own database: a SQLite file, or a fresh
+//! database on the PostgreSQL server named by `DESKPROOF_TEST_POSTGRES_URL` when that is set.
 #![allow(dead_code)]
 
 pub mod flow;
@@ -18,10 +19,45 @@ pub struct TestApp {
 pub const TECH: (&str, &str) = ("casey", "correct horse battery");
 pub const ADMIN: (&str, &str) = ("morgan", "admin password 123");
 
+/// The PostgreSQL server the storage and flow tests also run against, if any.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("DESKPROOF_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .map(|url| url.trim_end_matches('/').to_owned())
+}
+
+/// A new empty database for one test: on the PostgreSQL test server when one is named,
+/// otherwise a SQLite file in `dir`.
+pub async fn test_database(dir: &std::path::Path) -> String {
+    match postgres_server() {
+        Some(server) => {
+            use sqlx::Connection;
+            let name = format!("deskproof_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+                .await
+                .expect("the PostgreSQL test server answers");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .expect("create a test database");
+            format!("{server}/{name}")
+        }
+        None => format!("sqlite://{}/deskproof.db", dir.display()),
+    }
+}
+
+/// A configuration on `db` with the master key file in `dir`, so restarts find the same key.
+pub fn config_for(db: &str, dir: &std::path::Path) -> Config {
+    let mut config = Config::for_database(db);
+    config.master_key_file = Some(dir.join("master.key"));
+    config
+}
+
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = format!("sqlite://{}/deskproof.db", dir.path().display());
-    let config = Config::for_database(db);
+    let db = test_database(dir.path()).await;
+    let config = config_for(&db, dir.path());
     let app = Application::build(config).await.expect("app builds");
     let url = app.url();
     let store = app.store.clone();

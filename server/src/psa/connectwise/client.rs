@@ -200,6 +200,29 @@ impl ConnectWiseClient {
         Ok(note)
     }
 
+    /// `GET /service/tickets/{id}/notes`, every page.
+    #[tracing::instrument(skip(self), fields(psa = "connectwise", ticket.id = %ticket))]
+    pub async fn notes(&self, ticket: TicketId) -> Result<Vec<CwNote>, PsaError> {
+        let mut notes = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let batch: Vec<CwNote> = self
+                .get(
+                    &format!(
+                        "/service/tickets/{ticket}/notes?page={page}&pageSize={}",
+                        self.page_size
+                    ),
+                    || format!("notes of ticket {ticket}"),
+                )
+                .await?;
+            let done = batch.len() < self.page_size as usize;
+            notes.extend(batch);
+            if done {
+                break;
+            }
+        }
+        Ok(notes)
+    }
+
     /// `GET /system/myMembers/info` as a member, with the member id and hash a Hosted API pod
     /// hands over. `Unauthorized` means the hash is wrong or expired. The caller still has to
     /// compare the answer's `identifier` with the member it expected.
@@ -345,6 +368,15 @@ impl Psa for ConnectWiseClient {
 
     async fn post_internal_note(&self, ticket: TicketId, text: &str) -> Result<NoteId, PsaError> {
         Ok(NoteId(self.add_internal_note(ticket, text).await?.id))
+    }
+
+    async fn find_note(&self, ticket: TicketId, marker: &str) -> Result<Option<NoteId>, PsaError> {
+        Ok(self
+            .notes(ticket)
+            .await?
+            .into_iter()
+            .find(|n| n.text.as_deref().is_some_and(|t| t.contains(marker)))
+            .map(|n| NoteId(n.id)))
     }
 }
 

@@ -154,6 +154,8 @@ pub fn primary_email(items: &Value) -> Option<String> {
 pub struct CwNote {
     pub id: i64,
     #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
     pub ticket_id: Option<i64>,
     #[serde(default)]
     pub internal_analysis_flag: Option<bool>,

@@ -1,11 +1,17 @@
+//! The one SQL implementation of [`Storage`], over SQLite (embedded default) or PostgreSQL
+//! (several replicas on one database). Queries are written once with `$n` parameters, which
+//! both databases accept; the few statements that differ are chosen by [`Dialect`].
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use app::model::Role;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
-use tower_sessions_sqlx_store::SqliteStore;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::AnyPool;
+use sqlx::{Executor, Row};
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use crate::policy::PolicySettings;
 
@@ -15,20 +21,38 @@ use super::{
     UserRecord,
 };
 
-/// The embedded default: one SQLite file in WAL mode.
-#[derive(Clone, Debug)]
-pub struct SqliteStorage {
-    pool: SqlitePool,
-    sessions: SqliteStore,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
 }
 
-impl SqliteStorage {
-    pub async fn connect(url: &str) -> Result<SqliteStorage, StorageError> {
+#[derive(Clone, Debug)]
+enum Sessions {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// deskproof's tables in one database, reached through sqlx's driver-neutral pool.
+#[derive(Clone, Debug)]
+pub struct SqlStorage {
+    pool: AnyPool,
+    dialect: Dialect,
+    sessions: Sessions,
+}
+
+/// How long a SQLite writer waits for another before giving up.
+const SQLITE_BUSY: Duration = Duration::from_secs(10);
+
+impl SqlStorage {
+    /// Opens (creating if needed) the SQLite file named by a `sqlite:` URL.
+    pub async fn connect_sqlite(url: &str) -> Result<SqlStorage, StorageError> {
+        sqlx::any::install_default_drivers();
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(SQLITE_BUSY);
         let file = options.get_filename();
         if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StorageError::Folder {
@@ -36,24 +60,83 @@ impl SqliteStorage {
                 source,
             })?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        // The native pool creates the file, switches it to WAL (a lasting property of the
+        // file), migrates it and keeps the sessions.
+        let native = SqlitePoolOptions::new()
+            .max_connections(2)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        let sessions = SqliteStore::new(pool.clone())
+        sqlx::migrate!("../migrations/sqlite").run(&native).await?;
+        let sessions = SqliteStore::new(native)
             .with_table_name("sessions")
             .map_err(|e| StorageError::Conflict(e.to_string()))?;
         sessions.migrate().await?;
-        Ok(SqliteStorage { pool, sessions })
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(SqlStorage {
+            pool,
+            dialect: Dialect::Sqlite,
+            sessions: Sessions::Sqlite(sessions),
+        })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    /// Connects to the PostgreSQL database named by a `postgres:` URL; it must exist.
+    pub async fn connect_postgres(url: &str) -> Result<SqlStorage, StorageError> {
+        sqlx::any::install_default_drivers();
+        let options = PgConnectOptions::from_str(url)?;
+        let native = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        // Replicas starting together take turns: sqlx holds an advisory lock while migrating.
+        sqlx::migrate!("../migrations/postgres")
+            .run(&native)
+            .await?;
+        let sessions = PostgresStore::new(native)
+            .with_table_name("sessions")
+            .map_err(|e| StorageError::Conflict(e.to_string()))?;
+        sessions.migrate().await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await?;
+        Ok(SqlStorage {
+            pool,
+            dialect: Dialect::Postgres,
+            sessions: Sessions::Postgres(sessions),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 }
 
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StorageError> {
+/// Now, as the text timestamps in every table are written.
+fn now_text() -> String {
+    text_at(time::OffsetDateTime::now_utc())
+}
+
+fn text_at(at: time::OffsetDateTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    at.format(&format).unwrap_or_default()
+}
+
+fn user_from_row(row: &AnyRow) -> Result<UserRecord, StorageError> {
     let role: String = row.try_get("role")?;
     Ok(UserRecord {
         id: row.try_get("id")?,
@@ -63,7 +146,7 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StorageErr
             StorageError::Database(sqlx::Error::Decode(format!("unknown role {role:?}").into()))
         })?,
         password_hash: row.try_get("password_hash")?,
-        disabled: row.try_get("disabled")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
     })
 }
 
@@ -78,7 +161,7 @@ fn conflict(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StorageError
 const CASE_COLUMNS: &str = "id, connection_id, ticket_id, state, organization_id, summary, \
     company_id, contact_first, contact_last, contact_email, problem";
 
-fn case_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TicketCase, StorageError> {
+fn case_from_row(row: &AnyRow) -> Result<TicketCase, StorageError> {
     Ok(TicketCase {
         id: row.try_get("id")?,
         connection_id: row.try_get("connection_id")?,
@@ -97,7 +180,7 @@ fn case_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TicketCase, StorageErr
 const ATTEMPT_COLUMNS: &str = "id, ticket_ref, technician_id, technician_name, state, \
     duo_user_id, duo_username, txid, reason, created_at, finished_at";
 
-fn attempt_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Attempt, StorageError> {
+fn attempt_from_row(row: &AnyRow) -> Result<Attempt, StorageError> {
     Ok(Attempt {
         id: row.try_get("id")?,
         case_id: row.try_get("ticket_ref")?,
@@ -113,17 +196,21 @@ fn attempt_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Attempt, StorageErr
     })
 }
 
-fn note_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<NoteRow, StorageError> {
+const NOTE_COLUMNS: &str = "id, ticket_ref, kind, body, psa_note_id, \
+    CASE WHEN post_started_at IS NULL THEN 0 ELSE 1 END AS post_started";
+
+fn note_from_row(row: &AnyRow) -> Result<NoteRow, StorageError> {
     Ok(NoteRow {
         id: row.try_get("id")?,
         case_id: row.try_get("ticket_ref")?,
         kind: row.try_get("kind")?,
         body: row.try_get("body")?,
         psa_note_id: row.try_get("psa_note_id")?,
+        post_started: row.try_get::<i64, _>("post_started")? != 0,
     })
 }
 
-fn connection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PsaConnectionRow, StorageError> {
+fn connection_from_row(row: &AnyRow) -> Result<PsaConnectionRow, StorageError> {
     let settings: String = row.try_get("settings")?;
     Ok(PsaConnectionRow {
         id: row.try_get("id")?,
@@ -135,28 +222,25 @@ fn connection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PsaConnectionRow
     })
 }
 
-fn json_column(
-    row: &sqlx::sqlite::SqliteRow,
-    name: &str,
-) -> Result<serde_json::Value, StorageError> {
+fn json_column(row: &AnyRow, name: &str) -> Result<serde_json::Value, StorageError> {
     let text: String = row.try_get(name)?;
     serde_json::from_str(&text).map_err(|e| StorageError::Database(sqlx::Error::Decode(e.into())))
 }
 
 /// Inserts a note and the job that posts it, inside the caller's transaction.
 async fn insert_note(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     note: &NewNote,
 ) -> Result<i64, StorageError> {
     let row =
-        sqlx::query("INSERT INTO notes (ticket_ref, kind, body) VALUES (?, ?, ?) RETURNING id")
+        sqlx::query("INSERT INTO notes (ticket_ref, kind, body) VALUES ($1, $2, $3) RETURNING id")
             .bind(note.case_id)
             .bind(&note.kind)
             .bind(&note.body)
             .fetch_one(&mut **tx)
             .await?;
     let note_id: i64 = row.try_get("id")?;
-    sqlx::query("INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('note', ?, ?, ?)")
+    sqlx::query("INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('note', $1, $2, $3)")
         .bind(serde_json::json!({ "note_id": note_id }).to_string())
         .bind(format!("note:{note_id}"))
         .bind(note.run_at)
@@ -165,10 +249,12 @@ async fn insert_note(
     Ok(note_id)
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, disabled";
+// Booleans are read as integers: the two databases store them differently.
+const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, \
+    CASE WHEN disabled THEN 1 ELSE 0 END AS disabled";
 
 #[async_trait::async_trait]
-impl Storage for SqliteStorage {
+impl Storage for SqlStorage {
     async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -176,7 +262,7 @@ impl Storage for SqliteStorage {
 
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StorageError> {
         let result = sqlx::query(&format!(
-            "INSERT INTO users (username, display_name, role, password_hash) VALUES (?, ?, ?, ?) \
+            "INSERT INTO users (username, display_name, role, password_hash) VALUES ($1, $2, $3, $4) \
              RETURNING {USER_COLUMNS}"
         ))
         .bind(&user.username)
@@ -196,7 +282,7 @@ impl Storage for SqliteStorage {
 
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StorageError> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE username = ? COLLATE NOCASE"
+            "SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)"
         ))
         .bind(username)
         .fetch_optional(&self.pool)
@@ -205,7 +291,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StorageError> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -213,7 +299,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn set_password(&self, id: i64, password_hash: &str) -> Result<(), StorageError> {
-        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(id)
             .execute(&self.pool)
@@ -225,7 +311,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn create_organization(&self, name: &str) -> Result<i64, StorageError> {
-        let row = sqlx::query("INSERT INTO organizations (name) VALUES (?) RETURNING id")
+        let row = sqlx::query("INSERT INTO organizations (name) VALUES ($1) RETURNING id")
             .bind(name)
             .fetch_one(&self.pool)
             .await
@@ -234,7 +320,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn organization(&self, id: i64) -> Result<Option<Organization>, StorageError> {
-        let row = sqlx::query("SELECT id, name FROM organizations WHERE id = ?")
+        let row = sqlx::query("SELECT id, name FROM organizations WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -250,11 +336,11 @@ impl Storage for SqliteStorage {
     async fn save_duo_account(&self, a: &DuoAccountRow) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO duo_accounts (organization_id, api_host, auth_ikey, auth_skey_sealed, \
-             admin_ikey, admin_skey_sealed) VALUES (?, ?, ?, ?, ?, ?) \
+             admin_ikey, admin_skey_sealed) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (organization_id) DO UPDATE SET api_host = excluded.api_host, \
              auth_ikey = excluded.auth_ikey, auth_skey_sealed = excluded.auth_skey_sealed, \
              admin_ikey = excluded.admin_ikey, admin_skey_sealed = excluded.admin_skey_sealed, \
-             updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+             updated_at = $7",
         )
         .bind(a.organization_id)
         .bind(&a.api_host)
@@ -262,6 +348,7 @@ impl Storage for SqliteStorage {
         .bind(&a.auth_skey_sealed)
         .bind(&a.admin_ikey)
         .bind(&a.admin_skey_sealed)
+        .bind(now_text())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -273,7 +360,7 @@ impl Storage for SqliteStorage {
     ) -> Result<Option<DuoAccountRow>, StorageError> {
         let row = sqlx::query(
             "SELECT organization_id, api_host, auth_ikey, auth_skey_sealed, admin_ikey, \
-             admin_skey_sealed FROM duo_accounts WHERE organization_id = ?",
+             admin_skey_sealed FROM duo_accounts WHERE organization_id = $1",
         )
         .bind(organization_id)
         .fetch_optional(&self.pool)
@@ -294,7 +381,7 @@ impl Storage for SqliteStorage {
     async fn create_psa_connection(&self, c: &NewPsaConnection) -> Result<i64, StorageError> {
         let row = sqlx::query(
             "INSERT INTO psa_connections (kind, name, settings, secrets_sealed) \
-             VALUES (?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(&c.kind)
         .bind(&c.name)
@@ -308,7 +395,7 @@ impl Storage for SqliteStorage {
 
     async fn psa_connection(&self, id: i64) -> Result<Option<PsaConnectionRow>, StorageError> {
         let row = sqlx::query(
-            "SELECT id, kind, name, settings, secrets_sealed FROM psa_connections WHERE id = ?",
+            "SELECT id, kind, name, settings, secrets_sealed FROM psa_connections WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -333,7 +420,7 @@ impl Storage for SqliteStorage {
     ) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO company_mappings (connection_id, psa_company_id, organization_id) \
-             VALUES (?, ?, ?)",
+             VALUES ($1, $2, $3)",
         )
         .bind(connection_id)
         .bind(psa_company_id)
@@ -353,7 +440,7 @@ impl Storage for SqliteStorage {
     ) -> Result<Option<i64>, StorageError> {
         let row = sqlx::query(
             "SELECT organization_id FROM company_mappings \
-             WHERE connection_id = ? AND psa_company_id = ?",
+             WHERE connection_id = $1 AND psa_company_id = $2",
         )
         .bind(connection_id)
         .bind(psa_company_id)
@@ -373,7 +460,7 @@ impl Storage for SqliteStorage {
                     .await?
             }
             Some(id) => {
-                sqlx::query_scalar("SELECT policy FROM organizations WHERE id = ?")
+                sqlx::query_scalar("SELECT policy FROM organizations WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?
@@ -395,7 +482,7 @@ impl Storage for SqliteStorage {
         let done = match organization_id {
             None => {
                 sqlx::query(
-                    "INSERT INTO policy_defaults (id, settings) VALUES (1, ?) \
+                    "INSERT INTO policy_defaults (id, settings) VALUES (1, $1) \
                  ON CONFLICT (id) DO UPDATE SET settings = excluded.settings",
                 )
                 .bind(&text)
@@ -403,7 +490,7 @@ impl Storage for SqliteStorage {
                 .await?
             }
             Some(id) => {
-                sqlx::query("UPDATE organizations SET policy = ? WHERE id = ?")
+                sqlx::query("UPDATE organizations SET policy = $1 WHERE id = $2")
                     .bind(&text)
                     .bind(id)
                     .execute(&self.pool)
@@ -425,7 +512,7 @@ impl Storage for SqliteStorage {
     ) -> Result<bool, StorageError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO inbound_events (connection_id, delivery_key, ticket_id) VALUES (?, ?, ?) \
+            "INSERT INTO inbound_events (connection_id, delivery_key, ticket_id) VALUES ($1, $2, $3) \
              ON CONFLICT (connection_id, delivery_key) DO NOTHING",
         )
         .bind(connection_id)
@@ -438,7 +525,7 @@ impl Storage for SqliteStorage {
             return Ok(false);
         }
         let case = sqlx::query(
-            "INSERT INTO tickets (connection_id, ticket_id, state) VALUES (?, ?, 'received') \
+            "INSERT INTO tickets (connection_id, ticket_id, state) VALUES ($1, $2, 'received') \
              ON CONFLICT (connection_id, ticket_id) DO NOTHING RETURNING id",
         )
         .bind(connection_id)
@@ -449,7 +536,7 @@ impl Storage for SqliteStorage {
         if let Some(case) = case {
             let case_id: i64 = case.try_get("id")?;
             sqlx::query(
-                "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('intake', ?, ?, ?)",
+                "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('intake', $1, $2, $3)",
             )
             .bind(serde_json::json!({ "case_id": case_id }).to_string())
             .bind(format!("intake:{case_id}"))
@@ -462,7 +549,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn ticket_case(&self, id: i64) -> Result<Option<TicketCase>, StorageError> {
-        let row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM tickets WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM tickets WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -476,9 +563,9 @@ impl Storage for SqliteStorage {
     ) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE tickets SET state = ?, organization_id = ?, summary = ?, company_id = ?, \
-             contact_first = ?, contact_last = ?, contact_email = ?, problem = ?, \
-             updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?",
+            "UPDATE tickets SET state = $1, organization_id = $2, summary = $3, company_id = $4, \
+             contact_first = $5, contact_last = $6, contact_email = $7, problem = $8, \
+             updated_at = $9 WHERE id = $10",
         )
         .bind(&c.state)
         .bind(c.organization_id)
@@ -488,6 +575,7 @@ impl Storage for SqliteStorage {
         .bind(&c.contact_last)
         .bind(&c.contact_email)
         .bind(&c.problem)
+        .bind(now_text())
         .bind(c.id)
         .execute(&mut *tx)
         .await?;
@@ -500,21 +588,30 @@ impl Storage for SqliteStorage {
 
     async fn create_attempt(&self, a: &NewAttempt) -> Result<i64, StorageError> {
         let mut tx = self.pool.begin().await?;
+        if self.dialect == Dialect::Postgres {
+            // SQLite runs one writer at a time; PostgreSQL needs the ticket locked so two
+            // replicas cannot both open an attempt on it.
+            sqlx::query("SELECT id FROM tickets WHERE id = $1 FOR UPDATE")
+                .bind(a.case_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         // Matching takes seconds; one still matching after ten minutes was cut short by a stop.
+        let now = time::OffsetDateTime::now_utc();
         sqlx::query(
             "UPDATE attempts SET state = 'failed', \
-             reason = 'interrupted before a push was sent', \
-             finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') \
-             WHERE ticket_ref = ? AND state = 'matching' \
-             AND created_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-10 minutes')",
+             reason = 'interrupted before a push was sent', finished_at = $1 \
+             WHERE ticket_ref = $2 AND state = 'matching' AND created_at < $3",
         )
+        .bind(text_at(now))
         .bind(a.case_id)
+        .bind(text_at(now - time::Duration::minutes(10)))
         .execute(&mut *tx)
         .await?;
         let row = sqlx::query(
             "INSERT INTO attempts (ticket_ref, technician_id, technician_name, state) \
-             SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM attempts \
-             WHERE ticket_ref = ? AND state IN ('matching', 'pushed')) RETURNING id",
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM attempts \
+             WHERE ticket_ref = $5 AND state IN ('matching', 'pushed')) RETURNING id",
         )
         .bind(a.case_id)
         .bind(a.technician_id)
@@ -530,7 +627,7 @@ impl Storage for SqliteStorage {
 
     async fn attempt(&self, id: i64) -> Result<Option<Attempt>, StorageError> {
         let row = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE id = ?"
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -540,7 +637,7 @@ impl Storage for SqliteStorage {
 
     async fn attempts_for_case(&self, case_id: i64) -> Result<Vec<Attempt>, StorageError> {
         let rows = sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE ticket_ref = ? ORDER BY id DESC"
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE ticket_ref = $1 ORDER BY id DESC"
         ))
         .bind(case_id)
         .fetch_all(&self.pool)
@@ -556,8 +653,8 @@ impl Storage for SqliteStorage {
     ) -> Result<bool, StorageError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE attempts SET state = ?, duo_user_id = ?, duo_username = ?, txid = ?, \
-             reason = ?, finished_at = ? WHERE id = ? AND state = ?",
+            "UPDATE attempts SET state = $1, duo_user_id = $2, duo_username = $3, txid = $4, \
+             reason = $5, finished_at = $6 WHERE id = $7 AND state = $8",
         )
         .bind(&a.state)
         .bind(&a.duo_user_id)
@@ -580,19 +677,17 @@ impl Storage for SqliteStorage {
     }
 
     async fn note(&self, id: i64) -> Result<Option<NoteRow>, StorageError> {
-        let row =
-            sqlx::query("SELECT id, ticket_ref, kind, body, psa_note_id FROM notes WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(&format!("SELECT {NOTE_COLUMNS} FROM notes WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(note_from_row).transpose()
     }
 
     async fn notes_for_case(&self, case_id: i64) -> Result<Vec<NoteRow>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT id, ticket_ref, kind, body, psa_note_id FROM notes WHERE ticket_ref = ? \
-             ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {NOTE_COLUMNS} FROM notes WHERE ticket_ref = $1 ORDER BY id"
+        ))
         .bind(case_id)
         .fetch_all(&self.pool)
         .await?;
@@ -600,20 +695,27 @@ impl Storage for SqliteStorage {
     }
 
     async fn mark_note_posted(&self, id: i64, psa_note_id: &str) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE notes SET psa_note_id = ?, posted_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') \
-             WHERE id = ?",
-        )
-        .bind(psa_note_id)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE notes SET psa_note_id = $1, posted_at = $2 WHERE id = $3")
+            .bind(psa_note_id)
+            .bind(now_text())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn start_note_post(&self, id: i64) -> Result<(), StorageError> {
+        sqlx::query("UPDATE notes SET post_started_at = $1 WHERE id = $2")
+            .bind(now_text())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn enqueue_job(&self, job: &NewJob) -> Result<(), StorageError> {
         sqlx::query(
-            "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(&job.kind)
@@ -625,19 +727,35 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
-    async fn claim_job(&self, now: i64, lease_until: i64) -> Result<Option<Job>, StorageError> {
-        // SQLite serialises writers, so one UPDATE … RETURNING claims atomically.
-        let row = sqlx::query(
-            "UPDATE jobs SET leased_until = ?, attempts = attempts + 1 WHERE id = (\
-                SELECT id FROM jobs WHERE done = FALSE AND run_at <= ? \
-                AND (leased_until IS NULL OR leased_until < ?) ORDER BY run_at, id LIMIT 1) \
-             RETURNING id, kind, payload, attempts",
-        )
-        .bind(lease_until)
-        .bind(now)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+    async fn claim_job(
+        &self,
+        now: i64,
+        lease_until: i64,
+        owner: &str,
+    ) -> Result<Option<Job>, StorageError> {
+        // SQLite serialises writers, so one UPDATE … RETURNING claims atomically; on
+        // PostgreSQL each replica skips the rows another is claiming at the same moment.
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "UPDATE jobs SET leased_until = $1, leased_by = $3, attempts = attempts + 1 WHERE id = (\
+                    SELECT id FROM jobs WHERE done = FALSE AND run_at <= $2 \
+                    AND (leased_until IS NULL OR leased_until < $2) ORDER BY run_at, id LIMIT 1) \
+                 RETURNING id, kind, payload, attempts"
+            }
+            Dialect::Postgres => {
+                "UPDATE jobs SET leased_until = $1, leased_by = $3, attempts = attempts + 1 WHERE id = (\
+                    SELECT id FROM jobs WHERE NOT done AND run_at <= $2 \
+                    AND (leased_until IS NULL OR leased_until < $2) ORDER BY run_at, id LIMIT 1 \
+                    FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, kind, payload, attempts"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(lease_until)
+            .bind(now)
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| {
             Ok(Job {
                 id: r.try_get("id")?,
@@ -650,34 +768,55 @@ impl Storage for SqliteStorage {
     }
 
     async fn finish_job(&self, id: i64) -> Result<(), StorageError> {
-        sqlx::query("UPDATE jobs SET done = TRUE, leased_until = NULL WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET done = TRUE, leased_until = NULL, leased_by = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn retry_job(&self, id: i64, run_at: i64, error: &str) -> Result<(), StorageError> {
-        sqlx::query("UPDATE jobs SET run_at = ?, leased_until = NULL, last_error = ? WHERE id = ?")
-            .bind(run_at)
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET run_at = $1, leased_until = NULL, last_error = $2 WHERE id = $3",
+        )
+        .bind(run_at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    async fn release_leases(&self) -> Result<(), StorageError> {
-        sqlx::query("UPDATE jobs SET leased_until = NULL WHERE done = FALSE")
-            .execute(&self.pool)
-            .await?;
+    async fn release_leases(&self, owner: Option<&str>) -> Result<(), StorageError> {
+        match owner {
+            Some(owner) => {
+                sqlx::query(
+                    "UPDATE jobs SET leased_until = NULL, leased_by = NULL \
+                     WHERE leased_by = $1 AND done = FALSE",
+                )
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+            }
+            // Other replicas may hold live leases on a shared PostgreSQL.
+            None if self.dialect == Dialect::Postgres => {}
+            None => {
+                sqlx::query(
+                    "UPDATE jobs SET leased_until = NULL, leased_by = NULL WHERE done = FALSE",
+                )
+                .execute(&self.pool)
+                .await?;
+            }
+        }
         Ok(())
     }
 
     async fn append_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO audit_log (actor, action, organization_id, ticket, contact, duo_user, \
-             outcome, txid, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             outcome, txid, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&e.actor)
         .bind(&e.action)
@@ -696,7 +835,7 @@ impl Storage for SqliteStorage {
     async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>, StorageError> {
         let rows = sqlx::query(
             "SELECT at, actor, action, organization_id, ticket, contact, duo_user, outcome, txid, \
-             detail FROM audit_log ORDER BY id DESC LIMIT ?",
+             detail FROM audit_log ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -720,6 +859,9 @@ impl Storage for SqliteStorage {
     }
 
     fn session_store(&self) -> Arc<dyn tower_sessions::SessionStore> {
-        Arc::new(self.sessions.clone())
+        match &self.sessions {
+            Sessions::Sqlite(store) => Arc::new(store.clone()),
+            Sessions::Postgres(store) => Arc::new(store.clone()),
+        }
     }
 }

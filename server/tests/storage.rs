@@ -1,0 +1,261 @@
+//! The storage contract, on SQLite or (with `DESKPROOF_TEST_POSTGRES_URL`) PostgreSQL.
+mod support;
+
+use std::collections::HashSet;
+
+use app::model::Role;
+use deskproof::storage::{
+    self, AuditEntry, NewAttempt, NewJob, NewPsaConnection, NewUser, StorageError, Store,
+};
+
+struct Fresh {
+    _dir: tempfile::TempDir,
+    url: String,
+    store: Store,
+}
+
+async fn fresh() -> Fresh {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = support::test_database(dir.path()).await;
+    let store = storage::connect(&url).await.expect("database opens");
+    Fresh {
+        _dir: dir,
+        url,
+        store,
+    }
+}
+
+async fn connection(store: &Store) -> i64 {
+    store
+        .create_psa_connection(&NewPsaConnection {
+            kind: "connectwise".into(),
+            name: "Main".into(),
+            settings: serde_json::json!({}),
+            secrets_sealed: "sealed".into(),
+        })
+        .await
+        .expect("connection")
+}
+
+#[tokio::test]
+async fn usernames_are_unique_whatever_their_case() {
+    let Fresh { store, _dir, .. } = fresh().await;
+    let user = |name: &str| NewUser {
+        username: name.into(),
+        display_name: "Casey".into(),
+        role: Role::Technician,
+        password_hash: "hash".into(),
+    };
+    let created = store.create_user(user("Casey")).await.expect("first");
+    assert!(!created.disabled);
+    let again = store.create_user(user("casey")).await;
+    assert!(matches!(again, Err(StorageError::Conflict(_))), "{again:?}");
+    let found = store.user_by_username("CASEY").await.expect("lookup");
+    assert_eq!(found.map(|u| u.id), Some(created.id));
+}
+
+#[tokio::test]
+async fn a_delivery_is_recorded_once_and_queues_one_intake() {
+    let Fresh { store, _dir, .. } = fresh().await;
+    let conn = connection(&store).await;
+    assert!(store
+        .record_delivery(conn, "k1", "100", 0)
+        .await
+        .expect("first"));
+    assert!(!store
+        .record_delivery(conn, "k1", "100", 0)
+        .await
+        .expect("again"));
+    // A second delivery for the same ticket is recorded but opens no second case.
+    assert!(store
+        .record_delivery(conn, "k2", "100", 0)
+        .await
+        .expect("other key"));
+    let mut intakes = 0;
+    while let Some(job) = store.claim_job(1, 1000, "test").await.expect("claim") {
+        assert_eq!(job.kind, "intake");
+        intakes += 1;
+        store.finish_job(job.id).await.expect("finish");
+    }
+    assert_eq!(intakes, 1);
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_hand_out_one_job_twice() {
+    let Fresh { store, _dir, .. } = fresh().await;
+    for n in 0..200 {
+        store
+            .enqueue_job(&NewJob {
+                kind: "note".into(),
+                payload: serde_json::json!({ "n": n }),
+                dedupe_key: Some(format!("job:{n}")),
+                run_at: 0,
+            })
+            .await
+            .expect("enqueue");
+    }
+    let mut claimers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        claimers.spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(job) = store.claim_job(10, 60_000, "test").await.expect("claim") {
+                mine.push(job.id);
+            }
+            mine
+        });
+    }
+    let mut seen = HashSet::new();
+    while let Some(mine) = claimers.join_next().await {
+        for id in mine.expect("claimer") {
+            assert!(seen.insert(id), "job {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 200);
+}
+
+#[tokio::test]
+async fn a_lease_that_ran_out_makes_the_job_claimable_again() {
+    let Fresh { store, _dir, .. } = fresh().await;
+    store
+        .enqueue_job(&NewJob {
+            kind: "poll".into(),
+            payload: serde_json::json!({}),
+            dedupe_key: None,
+            run_at: 0,
+        })
+        .await
+        .expect("enqueue");
+    let first = store
+        .claim_job(100, 200, "test")
+        .await
+        .expect("claim")
+        .expect("job");
+    assert!(store
+        .claim_job(150, 300, "test")
+        .await
+        .expect("claim")
+        .is_none());
+    let again = store
+        .claim_job(201, 400, "test")
+        .await
+        .expect("claim")
+        .expect("job again");
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.attempts, 2);
+}
+
+#[tokio::test]
+async fn one_open_attempt_per_ticket_even_under_concurrent_clicks() {
+    let Fresh { store, _dir, .. } = fresh().await;
+    let conn = connection(&store).await;
+    store
+        .record_delivery(conn, "k", "7", 0)
+        .await
+        .expect("case");
+    let job = store
+        .claim_job(1, 100, "test")
+        .await
+        .expect("claim")
+        .expect("intake");
+    let case_id = job.payload["case_id"].as_i64().expect("case id");
+    let mut clicks = tokio::task::JoinSet::new();
+    for n in 0..10 {
+        let store = store.clone();
+        clicks.spawn(async move {
+            store
+                .create_attempt(&NewAttempt {
+                    case_id,
+                    technician_id: None,
+                    technician_name: format!("Tech {n}"),
+                    state: "matching".into(),
+                })
+                .await
+        });
+    }
+    let mut opened = 0;
+    while let Some(result) = clicks.join_next().await {
+        match result.expect("task") {
+            Ok(_) => opened += 1,
+            Err(StorageError::Conflict(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(opened, 1);
+}
+
+#[tokio::test]
+async fn the_audit_log_cannot_be_changed_or_emptied() {
+    let Fresh { store, url, _dir } = fresh().await;
+    store
+        .append_audit(&AuditEntry {
+            actor: "Casey".into(),
+            action: "push".into(),
+            ticket: Some("7".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("append");
+    let entries = store.audit_entries(10).await.expect("entries");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].actor, "Casey");
+    // Even with direct SQL, the database refuses.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.expect("pool");
+    let update = sqlx::query("UPDATE audit_log SET actor = 'Mallory'")
+        .execute(&pool)
+        .await;
+    assert!(update.is_err());
+    let delete = sqlx::query("DELETE FROM audit_log").execute(&pool).await;
+    assert!(delete.is_err());
+    assert_eq!(
+        store.audit_entries(10).await.expect("entries")[0].actor,
+        "Casey"
+    );
+}
+
+#[tokio::test]
+async fn a_process_stopping_cleanly_hands_back_only_its_own_jobs() {
+    let Fresh { store, _dir, .. } = fresh().await;
+    for n in 0..2 {
+        store
+            .enqueue_job(&NewJob {
+                kind: "poll".into(),
+                payload: serde_json::json!({ "n": n }),
+                dedupe_key: None,
+                run_at: 0,
+            })
+            .await
+            .expect("enqueue");
+    }
+    let mine = store
+        .claim_job(1, 1_000, "me")
+        .await
+        .expect("claim")
+        .expect("job");
+    let theirs = store
+        .claim_job(1, 1_000, "them")
+        .await
+        .expect("claim")
+        .expect("job");
+    assert!(store
+        .claim_job(2, 1_000, "next")
+        .await
+        .expect("claim")
+        .is_none());
+
+    store.release_leases(Some("me")).await.expect("release");
+
+    let next = store
+        .claim_job(3, 1_000, "next")
+        .await
+        .expect("claim")
+        .expect("freed job");
+    assert_eq!(next.id, mine.id);
+    assert_ne!(next.id, theirs.id);
+    assert!(store
+        .claim_job(4, 1_000, "next")
+        .await
+        .expect("claim")
+        .is_none());
+}
