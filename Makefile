@@ -6,7 +6,7 @@ SITE := target/site
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 DEMO_DIR ?= data/demo
 
-.PHONY: demo test build site tools e2e-deps browser clean fmt lint
+.PHONY: demo test bench build site site-release tools e2e-deps browser clean fmt lint
 
 # The simulators live in memory, so every demo starts from a fresh database.
 demo: build
@@ -21,6 +21,22 @@ test: build e2e-deps
 	$(CARGO) test --workspace
 	.ci/with-postgres $(CARGO) test -p deskproof $(PG_TESTS)
 	cd end2end && DESKPROOF_BIN=../target/debug/deskproof DESKPROOF_SITE_ROOT=../$(SITE) node --test --test-concurrency=1 tests/
+
+# Speed, memory and size against the simulators, as one table (see the README). Release
+# builds; PostgreSQL runs with fsync on so its figures are real.
+bench: site-release
+	PG_FSYNC=on .ci/with-postgres env BENCH_SITE=target/site-release \
+		$(CARGO) bench -p deskproof --bench speed
+
+# The browser half as it is shipped: optimized for size.
+site-release: tools
+	$(CARGO) build -p app --lib --target wasm32-unknown-unknown --profile wasm-release \
+		--no-default-features --features hydrate
+	mkdir -p target/site-release/pkg
+	wasm-bindgen --target web --no-typescript --out-name deskproof --out-dir target/site-release/pkg \
+		target/wasm32-unknown-unknown/wasm-release/app.wasm
+	cp style/main.css target/site-release/pkg/deskproof.css
+	cp -r public/. target/site-release/
 
 build: site
 	$(CARGO) build -p deskproof

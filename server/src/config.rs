@@ -42,8 +42,11 @@ pub struct Config {
     pub link_lifetime_hours: i64,
     /// A push nobody answered counts as timed out after this many seconds.
     pub push_timeout_secs: i64,
-    /// Background workers (ticket intake, push polling, note posting).
+    /// Background workers for ticket intake and note posting.
     pub workers: usize,
+    /// Pushes whose answer is awaited from Duo at the same moment; more pending pushes take
+    /// turns.
+    pub push_pollers: usize,
     /// First delay before a note the PSA refused is posted again; doubles each try.
     pub note_retry_base_ms: u64,
     /// `cached` (default): Duo users are matched against a copy kept in memory and refreshed in
@@ -68,6 +71,7 @@ struct Defaults {
     link_lifetime_hours: i64,
     push_timeout_secs: i64,
     workers: usize,
+    push_pollers: usize,
     note_retry_base_ms: u64,
     directory: DirectoryMode,
     directory_refresh_secs: u64,
@@ -85,6 +89,7 @@ impl Default for Defaults {
             link_lifetime_hours: 168,
             push_timeout_secs: 150,
             workers: 16,
+            push_pollers: 64,
             note_retry_base_ms: 1000,
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,
@@ -134,6 +139,7 @@ impl Config {
             ("link_lifetime_hours", self.link_lifetime_hours),
             ("push_timeout_secs", self.push_timeout_secs),
             ("workers", self.workers as i64),
+            ("push_pollers", self.push_pollers as i64),
         ] {
             if value <= 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be positive")));
@@ -183,6 +189,7 @@ impl Config {
             link_lifetime_hours: 168,
             push_timeout_secs: 150,
             workers: 4,
+            push_pollers: 8,
             note_retry_base_ms: 1000,
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,

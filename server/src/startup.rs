@@ -69,7 +69,7 @@ impl Application {
         // One process owns the SQLite file: leases left by a previous run are stale.
         store.release_leases(None).await?;
         let worker = Worker::new(flow.clone(), Duration::from_secs(config.job_lease_secs));
-        let workers = worker.spawn(config.workers);
+        let workers = worker.spawn(config.workers, config.push_pollers);
         let state = AppState {
             leptos_options,
             store: store.clone(),

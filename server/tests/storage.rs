@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use app::model::Role;
 use deskproof::storage::{
-    self, AuditEntry, NewAttempt, NewJob, NewPsaConnection, NewUser, StorageError, Store,
+    self, AuditEntry, Lane, NewAttempt, NewJob, NewPsaConnection, NewUser, StorageError, Store,
 };
 
 struct Fresh {
@@ -72,7 +72,11 @@ async fn a_delivery_is_recorded_once_and_queues_one_intake() {
         .await
         .expect("other key"));
     let mut intakes = 0;
-    while let Some(job) = store.claim_job(1, 1000, "test").await.expect("claim") {
+    while let Some(job) = store
+        .claim_job(1, 1000, "test", Lane::Work)
+        .await
+        .expect("claim")
+    {
         assert_eq!(job.kind, "intake");
         intakes += 1;
         store.finish_job(job.id).await.expect("finish");
@@ -99,7 +103,11 @@ async fn concurrent_claims_never_hand_out_one_job_twice() {
         let store = store.clone();
         claimers.spawn(async move {
             let mut mine = Vec::new();
-            while let Some(job) = store.claim_job(10, 60_000, "test").await.expect("claim") {
+            while let Some(job) = store
+                .claim_job(10, 60_000, "test", Lane::Work)
+                .await
+                .expect("claim")
+            {
                 mine.push(job.id);
             }
             mine
@@ -127,17 +135,17 @@ async fn a_lease_that_ran_out_makes_the_job_claimable_again() {
         .await
         .expect("enqueue");
     let first = store
-        .claim_job(100, 200, "test")
+        .claim_job(100, 200, "test", Lane::Polls)
         .await
         .expect("claim")
         .expect("job");
     assert!(store
-        .claim_job(150, 300, "test")
+        .claim_job(150, 300, "test", Lane::Polls)
         .await
         .expect("claim")
         .is_none());
     let again = store
-        .claim_job(201, 400, "test")
+        .claim_job(201, 400, "test", Lane::Polls)
         .await
         .expect("claim")
         .expect("job again");
@@ -154,7 +162,7 @@ async fn one_open_attempt_per_ticket_even_under_concurrent_clicks() {
         .await
         .expect("case");
     let job = store
-        .claim_job(1, 100, "test")
+        .claim_job(1, 100, "test", Lane::Work)
         .await
         .expect("claim")
         .expect("intake");
@@ -229,17 +237,17 @@ async fn a_process_stopping_cleanly_hands_back_only_its_own_jobs() {
             .expect("enqueue");
     }
     let mine = store
-        .claim_job(1, 1_000, "me")
+        .claim_job(1, 1_000, "me", Lane::Polls)
         .await
         .expect("claim")
         .expect("job");
     let theirs = store
-        .claim_job(1, 1_000, "them")
+        .claim_job(1, 1_000, "them", Lane::Polls)
         .await
         .expect("claim")
         .expect("job");
     assert!(store
-        .claim_job(2, 1_000, "next")
+        .claim_job(2, 1_000, "next", Lane::Polls)
         .await
         .expect("claim")
         .is_none());
@@ -247,14 +255,14 @@ async fn a_process_stopping_cleanly_hands_back_only_its_own_jobs() {
     store.release_leases(Some("me")).await.expect("release");
 
     let next = store
-        .claim_job(3, 1_000, "next")
+        .claim_job(3, 1_000, "next", Lane::Polls)
         .await
         .expect("claim")
         .expect("freed job");
     assert_eq!(next.id, mine.id);
     assert_ne!(next.id, theirs.id);
     assert!(store
-        .claim_job(4, 1_000, "next")
+        .claim_job(4, 1_000, "next", Lane::Polls)
         .await
         .expect("claim")
         .is_none());

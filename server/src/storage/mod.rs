@@ -143,6 +143,7 @@ pub trait Storage: Send + Sync + 'static {
         now: i64,
         lease_until: i64,
         owner: &str,
+        lane: Lane,
     ) -> Result<Option<Job>, StorageError>;
     async fn finish_job(&self, id: i64) -> Result<(), StorageError>;
     async fn retry_job(&self, id: i64, run_at: i64, error: &str) -> Result<(), StorageError>;
@@ -262,6 +263,16 @@ pub struct NewJob {
     /// At most one job with this key is ever queued.
     pub dedupe_key: Option<String>,
     pub run_at: i64,
+}
+
+/// Which jobs a worker takes: waiting on Duo for pushes, or everything else. Separate lanes
+/// keep many pending pushes from holding up ticket intake and notes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// `poll` jobs: long-polling Duo for a push's answer.
+    Polls,
+    /// Every other job.
+    Work,
 }
 
 #[derive(Clone, Debug)]

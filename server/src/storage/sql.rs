@@ -16,7 +16,7 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 use crate::policy::PolicySettings;
 
 use super::{
-    Attempt, AuditEntry, DuoAccountRow, Job, NewAttempt, NewJob, NewNote, NewPsaConnection,
+    Attempt, AuditEntry, DuoAccountRow, Job, Lane, NewAttempt, NewJob, NewNote, NewPsaConnection,
     NewUser, NoteRow, Organization, PsaConnectionRow, Storage, StorageError, TicketCase,
     UserRecord,
 };
@@ -39,6 +39,9 @@ pub struct SqlStorage {
     pool: AnyPool,
     dialect: Dialect,
     sessions: Sessions,
+    /// SQLite takes one writer at a time and makes the others sleep and retry; queueing
+    /// writers here instead keeps every write's wait short and fair.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// How long a SQLite writer waits for another before giving up.
@@ -75,8 +78,13 @@ impl SqlStorage {
             .max_connections(8)
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON")
-                        .await?;
+                    // WAL with `synchronous = NORMAL` survives a crash of the process; a power
+                    // failure can lose the last commits, which the ticket sweep picks up again.
+                    conn.execute(
+                        "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                         PRAGMA synchronous = NORMAL",
+                    )
+                    .await?;
                     Ok(())
                 })
             })
@@ -86,6 +94,7 @@ impl SqlStorage {
             pool,
             dialect: Dialect::Sqlite,
             sessions: Sessions::Sqlite(sessions),
+            write_gate: Some(Arc::new(tokio::sync::Mutex::new(()))),
         })
     }
 
@@ -113,7 +122,16 @@ impl SqlStorage {
             pool,
             dialect: Dialect::Postgres,
             sessions: Sessions::Postgres(sessions),
+            write_gate: None,
         })
+    }
+
+    /// Waits for this process's turn to write (SQLite only).
+    async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -261,6 +279,7 @@ impl Storage for SqlStorage {
     }
 
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StorageError> {
+        let _writer = self.writer().await;
         let result = sqlx::query(&format!(
             "INSERT INTO users (username, display_name, role, password_hash) VALUES ($1, $2, $3, $4) \
              RETURNING {USER_COLUMNS}"
@@ -299,6 +318,7 @@ impl Storage for SqlStorage {
     }
 
     async fn set_password(&self, id: i64, password_hash: &str) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(id)
@@ -311,6 +331,7 @@ impl Storage for SqlStorage {
     }
 
     async fn create_organization(&self, name: &str) -> Result<i64, StorageError> {
+        let _writer = self.writer().await;
         let row = sqlx::query("INSERT INTO organizations (name) VALUES ($1) RETURNING id")
             .bind(name)
             .fetch_one(&self.pool)
@@ -334,6 +355,7 @@ impl Storage for SqlStorage {
     }
 
     async fn save_duo_account(&self, a: &DuoAccountRow) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         sqlx::query(
             "INSERT INTO duo_accounts (organization_id, api_host, auth_ikey, auth_skey_sealed, \
              admin_ikey, admin_skey_sealed) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -379,6 +401,7 @@ impl Storage for SqlStorage {
     }
 
     async fn create_psa_connection(&self, c: &NewPsaConnection) -> Result<i64, StorageError> {
+        let _writer = self.writer().await;
         let row = sqlx::query(
             "INSERT INTO psa_connections (kind, name, settings, secrets_sealed) \
              VALUES ($1, $2, $3, $4) RETURNING id",
@@ -418,6 +441,7 @@ impl Storage for SqlStorage {
         psa_company_id: &str,
         organization_id: i64,
     ) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         sqlx::query(
             "INSERT INTO company_mappings (connection_id, psa_company_id, organization_id) \
              VALUES ($1, $2, $3)",
@@ -478,6 +502,7 @@ impl Storage for SqlStorage {
         organization_id: Option<i64>,
         settings: &PolicySettings,
     ) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         let text = serde_json::to_string(settings).map_err(|_| StorageError::Corrupt("policy"))?;
         let done = match organization_id {
             None => {
@@ -510,6 +535,7 @@ impl Storage for SqlStorage {
         ticket_id: &str,
         now: i64,
     ) -> Result<bool, StorageError> {
+        let _writer = self.writer().await;
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO inbound_events (connection_id, delivery_key, ticket_id) VALUES ($1, $2, $3) \
@@ -561,6 +587,7 @@ impl Storage for SqlStorage {
         c: &TicketCase,
         note: Option<&NewNote>,
     ) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE tickets SET state = $1, organization_id = $2, summary = $3, company_id = $4, \
@@ -587,6 +614,7 @@ impl Storage for SqlStorage {
     }
 
     async fn create_attempt(&self, a: &NewAttempt) -> Result<i64, StorageError> {
+        let _writer = self.writer().await;
         let mut tx = self.pool.begin().await?;
         if self.dialect == Dialect::Postgres {
             // SQLite runs one writer at a time; PostgreSQL needs the ticket locked so two
@@ -651,6 +679,7 @@ impl Storage for SqlStorage {
         from: &str,
         note: Option<&NewNote>,
     ) -> Result<bool, StorageError> {
+        let _writer = self.writer().await;
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE attempts SET state = $1, duo_user_id = $2, duo_username = $3, txid = $4, \
@@ -695,6 +724,7 @@ impl Storage for SqlStorage {
     }
 
     async fn mark_note_posted(&self, id: i64, psa_note_id: &str) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         sqlx::query("UPDATE notes SET psa_note_id = $1, posted_at = $2 WHERE id = $3")
             .bind(psa_note_id)
             .bind(now_text())
@@ -705,6 +735,7 @@ impl Storage for SqlStorage {
     }
 
     async fn start_note_post(&self, id: i64) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         sqlx::query("UPDATE notes SET post_started_at = $1 WHERE id = $2")
             .bind(now_text())
             .bind(id)
@@ -714,6 +745,7 @@ impl Storage for SqlStorage {
     }
 
     async fn enqueue_job(&self, job: &NewJob) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         sqlx::query(
             "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (dedupe_key) DO NOTHING",
@@ -732,19 +764,21 @@ impl Storage for SqlStorage {
         now: i64,
         lease_until: i64,
         owner: &str,
+        lane: Lane,
     ) -> Result<Option<Job>, StorageError> {
+        let _writer = self.writer().await;
         // SQLite serialises writers, so one UPDATE … RETURNING claims atomically; on
         // PostgreSQL each replica skips the rows another is claiming at the same moment.
         let sql = match self.dialect {
             Dialect::Sqlite => {
                 "UPDATE jobs SET leased_until = $1, leased_by = $3, attempts = attempts + 1 WHERE id = (\
-                    SELECT id FROM jobs WHERE done = FALSE AND run_at <= $2 \
+                    SELECT id FROM jobs WHERE done = FALSE AND (kind = 'poll') = $4 AND run_at <= $2 \
                     AND (leased_until IS NULL OR leased_until < $2) ORDER BY run_at, id LIMIT 1) \
                  RETURNING id, kind, payload, attempts"
             }
             Dialect::Postgres => {
                 "UPDATE jobs SET leased_until = $1, leased_by = $3, attempts = attempts + 1 WHERE id = (\
-                    SELECT id FROM jobs WHERE NOT done AND run_at <= $2 \
+                    SELECT id FROM jobs WHERE NOT done AND (kind = 'poll') = $4 AND run_at <= $2 \
                     AND (leased_until IS NULL OR leased_until < $2) ORDER BY run_at, id LIMIT 1 \
                     FOR UPDATE SKIP LOCKED) \
                  RETURNING id, kind, payload, attempts"
@@ -754,6 +788,7 @@ impl Storage for SqlStorage {
             .bind(lease_until)
             .bind(now)
             .bind(owner)
+            .bind(lane == Lane::Polls)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {
@@ -768,6 +803,7 @@ impl Storage for SqlStorage {
     }
 
     async fn finish_job(&self, id: i64) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         sqlx::query(
             "UPDATE jobs SET done = TRUE, leased_until = NULL, leased_by = NULL WHERE id = $1",
         )
@@ -778,6 +814,7 @@ impl Storage for SqlStorage {
     }
 
     async fn retry_job(&self, id: i64, run_at: i64, error: &str) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         sqlx::query(
             "UPDATE jobs SET run_at = $1, leased_until = NULL, last_error = $2 WHERE id = $3",
         )
@@ -790,6 +827,7 @@ impl Storage for SqlStorage {
     }
 
     async fn release_leases(&self, owner: Option<&str>) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         match owner {
             Some(owner) => {
                 sqlx::query(
@@ -814,6 +852,7 @@ impl Storage for SqlStorage {
     }
 
     async fn append_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
         sqlx::query(
             "INSERT INTO audit_log (actor, action, organization_id, ticket, contact, duo_user, \
              outcome, txid, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -860,8 +899,61 @@ impl Storage for SqlStorage {
 
     fn session_store(&self) -> Arc<dyn tower_sessions::SessionStore> {
         match &self.sessions {
-            Sessions::Sqlite(store) => Arc::new(store.clone()),
+            Sessions::Sqlite(store) => Arc::new(GatedSessions {
+                inner: store.clone(),
+                gate: self.write_gate.clone(),
+            }),
             Sessions::Postgres(store) => Arc::new(store.clone()),
         }
+    }
+}
+
+/// The SQLite session store, writing in turn with everything else.
+#[derive(Debug)]
+struct GatedSessions {
+    inner: SqliteStore,
+    gate: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl GatedSessions {
+    async fn turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl tower_sessions::SessionStore for GatedSessions {
+    async fn create(
+        &self,
+        record: &mut tower_sessions::session::Record,
+    ) -> tower_sessions::session_store::Result<()> {
+        let _writer = self.turn().await;
+        self.inner.create(record).await
+    }
+
+    async fn save(
+        &self,
+        record: &tower_sessions::session::Record,
+    ) -> tower_sessions::session_store::Result<()> {
+        let _writer = self.turn().await;
+        self.inner.save(record).await
+    }
+
+    async fn load(
+        &self,
+        id: &tower_sessions::session::Id,
+    ) -> tower_sessions::session_store::Result<Option<tower_sessions::session::Record>> {
+        self.inner.load(id).await
+    }
+
+    async fn delete(
+        &self,
+        id: &tower_sessions::session::Id,
+    ) -> tower_sessions::session_store::Result<()> {
+        let _writer = self.turn().await;
+        self.inner.delete(id).await
     }
 }

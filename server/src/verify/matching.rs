@@ -50,14 +50,39 @@ fn folded_nonempty(s: Option<&str>) -> Option<String> {
     s.map(fold).filter(|f| !f.is_empty())
 }
 
+/// `fold(s) == folded`, without building the folded string when `s` is ASCII (nearly every
+/// directory entry): a lookup compares against every user of the account.
+fn folds_to(s: &str, folded: &str) -> bool {
+    if !s.is_ascii() {
+        return fold(s) == folded;
+    }
+    let mut mine = s
+        .bytes()
+        .filter(|b| !char::from(*b).is_whitespace())
+        .map(|b| b.to_ascii_lowercase());
+    let mut theirs = folded.bytes();
+    loop {
+        match (mine.next(), theirs.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
+/// [`folds_to`] for an optional field; an empty `folded` never matches.
+fn field_folds_to(s: Option<&str>, folded: &str) -> bool {
+    !folded.is_empty() && s.is_some_and(|s| folds_to(s, folded))
+}
+
 pub fn find(contact: &ContactIdentity, users: &[Candidate]) -> MatchResult {
     if let Some(email) = folded_nonempty(contact.email.as_deref()) {
         let hits: Vec<&Candidate> = users
             .iter()
             .filter(|u| {
-                folded_nonempty(u.email.as_deref()).as_deref() == Some(email.as_str())
-                    || fold(&u.username) == email
-                    || u.aliases.iter().any(|a| fold(a) == email)
+                field_folds_to(u.email.as_deref(), &email)
+                    || folds_to(&u.username, &email)
+                    || u.aliases.iter().any(|a| folds_to(a, &email))
             })
             .collect();
         match hits.as_slice() {
@@ -86,9 +111,9 @@ pub fn find(contact: &ContactIdentity, users: &[Candidate]) -> MatchResult {
     let hits: Vec<&Candidate> = users
         .iter()
         .filter(|u| {
-            let by_parts = folded_nonempty(u.first_name.as_deref()).as_deref() == Some(&first)
-                && folded_nonempty(u.last_name.as_deref()).as_deref() == Some(&last);
-            by_parts || folded_nonempty(u.real_name.as_deref()).as_deref() == Some(&full)
+            let by_parts = field_folds_to(u.first_name.as_deref(), &first)
+                && field_folds_to(u.last_name.as_deref(), &last);
+            by_parts || field_folds_to(u.real_name.as_deref(), &full)
         })
         .collect();
     match hits.as_slice() {
@@ -138,6 +163,26 @@ mod tests {
             first_name: Some(first.into()),
             last_name: Some(last.into()),
             email: email.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_ascii_comparison_agrees_with_folding() {
+        for s in [
+            "Alex.Example@Contoso.com",
+            " José  de la Cruz",
+            "MEGAN bowen",
+            "",
+            "  ",
+            "tab\tseparated",
+            "Ångström",
+        ] {
+            let folded = fold(s);
+            assert!(folds_to(s, &folded), "{s:?}");
+            assert!(!folds_to(s, &format!("{folded}x")), "{s:?}");
+            if !folded.is_empty() {
+                assert!(!folds_to(s, &folded[..folded.len() - 1]), "{s:?}");
+            }
         }
     }
 

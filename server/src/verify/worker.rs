@@ -5,17 +5,21 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::storage::Job;
+use crate::storage::{Job, Lane};
 use crate::verify::flow::{now_ms, Flow, FlowError};
 
 const MAX_BACKOFF_MS: u64 = 60_000;
 /// Idle workers look for due jobs at least this often.
-const IDLE_WAIT: Duration = Duration::from_millis(250);
+/// Work queued by this process wakes a worker at once; work queued by another replica is seen
+/// within this.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Worker {
     flow: Flow,
-    wake: Arc<Notify>,
+    /// One per lane, so a wake-up reaches one idle worker that can take the new job.
+    wake_work: Arc<Notify>,
+    wake_polls: Arc<Notify>,
     /// How long a claimed job stays with this process; longer than Duo's long poll.
     lease_ms: i64,
     /// This process's name on the leases it holds.
@@ -26,7 +30,8 @@ impl Worker {
     pub fn new(flow: Flow, lease: Duration) -> Worker {
         Worker {
             flow,
-            wake: Arc::new(Notify::new()),
+            wake_work: Arc::new(Notify::new()),
+            wake_polls: Arc::new(Notify::new()),
             lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
             owner: Arc::from(uuid::Uuid::new_v4().to_string()),
         }
@@ -41,20 +46,26 @@ impl Worker {
 
     /// Wakes an idle worker: call after queueing work.
     pub fn nudge(&self) {
-        self.wake.notify_waiters();
+        // One worker per lane: waking every idle worker would send them all to the database.
+        self.wake_work.notify_one();
+        self.wake_polls.notify_one();
     }
 
-    /// Starts `workers` tasks; abort them through the returned handles to stop them.
-    pub fn spawn(&self, workers: usize) -> Vec<tokio::task::AbortHandle> {
-        (0..workers)
-            .map(|n| {
+    /// Starts `workers` tasks for ticket intake and notes and `pollers` that wait on Duo for
+    /// pushes' answers; abort them through the returned handles to stop them.
+    pub fn spawn(&self, workers: usize, pollers: usize) -> Vec<tokio::task::AbortHandle> {
+        let lanes = std::iter::repeat_n(Lane::Work, workers)
+            .chain(std::iter::repeat_n(Lane::Polls, pollers));
+        lanes
+            .enumerate()
+            .map(|(n, lane)| {
                 let me = self.clone();
-                tokio::spawn(async move { me.run(n).await }).abort_handle()
+                tokio::spawn(async move { me.run(n, lane).await }).abort_handle()
             })
             .collect()
     }
 
-    async fn run(self, n: usize) {
+    async fn run(self, n: usize, lane: Lane) {
         loop {
             match self
                 .flow
@@ -63,12 +74,17 @@ impl Worker {
                     now_ms(),
                     now_ms().saturating_add(self.lease_ms),
                     &self.owner,
+                    lane,
                 )
                 .await
             {
                 Ok(Some(job)) => self.handle(job).await,
                 Ok(None) => {
-                    let _ = tokio::time::timeout(IDLE_WAIT, self.wake.notified()).await;
+                    let wake = match lane {
+                        Lane::Work => &self.wake_work,
+                        Lane::Polls => &self.wake_polls,
+                    };
+                    let _ = tokio::time::timeout(IDLE_WAIT, wake.notified()).await;
                 }
                 Err(e) => {
                     tracing::error!(worker = n, error = %e, "cannot claim work");

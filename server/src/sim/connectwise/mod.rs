@@ -32,6 +32,19 @@ mod state;
 use state::{now, SimCompany, SimContact, SimMember, SimTicket, State};
 pub use state::{Delivery, SimConfig, SimNote};
 
+/// A signed ticket callback, as ConnectWise would POST it.
+#[derive(Clone, Debug)]
+pub struct CallbackRequest {
+    pub url: String,
+    pub body: Vec<u8>,
+    /// The value of the signature header.
+    pub signature: String,
+}
+
+impl CallbackRequest {
+    pub const SIGNATURE_HEADER: &'static str = SIGNATURE_HEADER;
+}
+
 /// The simulator's shared state and its outbound HTTP client.
 pub(crate) struct Shared {
     state: Mutex<State>,
@@ -51,7 +64,22 @@ impl Shared {
         contact: Option<i64>,
         summary: &str,
     ) -> CreatedTicket {
-        let id = {
+        let id = self.store_ticket(company, contact, summary);
+        let deliveries = self.fire(id, "added", None).await;
+        CreatedTicket {
+            id: TicketId(id),
+            deliveries,
+        }
+    }
+
+    /// Stores a ticket without calling anyone back; returns its id.
+    pub(crate) fn store_ticket(
+        &self,
+        company: Option<i64>,
+        contact: Option<i64>,
+        summary: &str,
+    ) -> i64 {
+        {
             let mut s = self.lock();
             let id = s.next_ticket;
             s.next_ticket += 1;
@@ -66,11 +94,6 @@ impl Shared {
                 },
             );
             id
-        };
-        let deliveries = self.fire(id, "added", None).await;
-        CreatedTicket {
-            id: TicketId(id),
-            deliveries,
         }
     }
 
@@ -81,7 +104,24 @@ impl Shared {
         action: &str,
         wrong_key: Option<&str>,
     ) -> Vec<Delivery> {
-        let targets = {
+        let mut out = Vec::new();
+        for request in self.callback_requests(id, action, wrong_key) {
+            out.push(
+                self.deliver(id, request.url, request.body, request.signature)
+                    .await,
+            );
+        }
+        out
+    }
+
+    /// The signed callback requests ConnectWise would send for ticket `id`, not yet sent.
+    pub(crate) fn callback_requests(
+        &self,
+        id: i64,
+        action: &str,
+        wrong_key: Option<&str>,
+    ) -> Vec<CallbackRequest> {
+        {
             let s = self.lock();
             let Some(ticket) = s.tickets.get(&id) else {
                 return Vec::new();
@@ -106,15 +146,14 @@ impl Shared {
                     let body = callback_body(&s, id, action, entity.clone(), cb_id);
                     let key = wrong_key.unwrap_or(&s.config.signing_key);
                     let signature = sign(key, &body);
-                    (url, body, signature)
+                    CallbackRequest {
+                        url,
+                        body,
+                        signature,
+                    }
                 })
-                .collect::<Vec<_>>()
-        };
-        let mut out = Vec::new();
-        for (url, body, signature) in targets {
-            out.push(self.deliver(id, url, body, signature).await);
+                .collect()
         }
-        out
     }
 
     async fn deliver(
@@ -350,6 +389,24 @@ impl ConnectWiseSim {
         self.shared
             .create_ticket(company.map(|c| c.0), contact.map(|c| c.0), summary)
             .await
+    }
+
+    /// Stores a ticket without sending any callback, as if the callback were lost.
+    pub fn add_ticket(
+        &self,
+        company: Option<CompanyId>,
+        contact: Option<ContactId>,
+        summary: &str,
+    ) -> TicketId {
+        TicketId(
+            self.shared
+                .store_ticket(company.map(|c| c.0), contact.map(|c| c.0), summary),
+        )
+    }
+
+    /// The signed `added` callbacks for `ticket`, built but not sent.
+    pub fn callback_requests(&self, ticket: TicketId) -> Vec<CallbackRequest> {
+        self.shared.callback_requests(ticket.0, "added", None)
     }
 
     /// Sends the callback for an existing ticket again, with a fresh body and signature.
