@@ -51,6 +51,10 @@ pub struct Config {
     pub directory: DirectoryMode,
     /// How old a kept Duo directory may get before it is listed again.
     pub directory_refresh_secs: u64,
+    /// Every this many seconds each PSA connection is asked for tickets created since the last
+    /// sweep, so a ticket whose webhook never arrived is still verified. 0 turns it off.
+    #[serde(default)]
+    pub sweep_interval_secs: u64,
 }
 
 /// Defaults that need no file at all.
@@ -67,6 +71,7 @@ struct Defaults {
     note_retry_base_ms: u64,
     directory: DirectoryMode,
     directory_refresh_secs: u64,
+    sweep_interval_secs: u64,
 }
 
 impl Default for Defaults {
@@ -83,6 +88,7 @@ impl Default for Defaults {
             note_retry_base_ms: 1000,
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,
+            sweep_interval_secs: 300,
         }
     }
 }
@@ -175,6 +181,7 @@ impl Config {
             note_retry_base_ms: 1000,
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,
+            sweep_interval_secs: 0,
         }
     }
 

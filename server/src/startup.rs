@@ -14,6 +14,7 @@ use crate::crypto::MasterKey;
 use crate::http::{router, AppState};
 use crate::policy::Policy;
 use crate::storage::{self, Store};
+use crate::sweep::Sweeper;
 use crate::verify::clients::StoredClients;
 use crate::verify::directory::{DirectoryCache, DirectoryMode};
 use crate::verify::flow::{Flow, FlowSettings};
@@ -55,6 +56,7 @@ impl Application {
             cache.spawn_refresher();
             clients.directories = Some(cache);
         }
+        let psa_http = clients.psa_http.clone();
         let flow = Flow {
             store: store.clone(),
             clients: Arc::new(clients),
@@ -68,7 +70,16 @@ impl Application {
         // One process owns the SQLite file: leases left by a previous run are stale.
         store.release_leases().await?;
         let worker = Worker::new(flow.clone());
-        let workers = worker.spawn(config.workers);
+        let mut workers = worker.spawn(config.workers);
+        if config.sweep_interval_secs > 0 {
+            let sweeper = Sweeper {
+                store: store.clone(),
+                key: flow.key.clone(),
+                psa_http: psa_http.clone(),
+                worker: worker.clone(),
+            };
+            workers.push(sweeper.spawn(Duration::from_secs(config.sweep_interval_secs)));
+        }
         let state = AppState {
             leptos_options,
             store: store.clone(),
@@ -81,6 +92,7 @@ impl Application {
             flow: flow.clone(),
             worker,
             verifiers: Default::default(),
+            psa_http: psa_http.clone(),
         };
         Ok(Application {
             listener,

@@ -461,6 +461,32 @@ impl Storage for SqliteStorage {
         Ok(true)
     }
 
+    async fn sweep_watermark(&self, connection_id: i64) -> Result<Option<i64>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT swept_until FROM psa_sweeps WHERE connection_id = ?")
+                .bind(connection_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn save_sweep_watermark(
+        &self,
+        connection_id: i64,
+        swept_until: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO psa_sweeps (connection_id, swept_until) VALUES (?, ?) \
+             ON CONFLICT (connection_id) DO UPDATE SET swept_until = excluded.swept_until, \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+        )
+        .bind(connection_id)
+        .bind(swept_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn ticket_case(&self, id: i64) -> Result<Option<TicketCase>, StorageError> {
         let row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM tickets WHERE id = ?"))
             .bind(id)

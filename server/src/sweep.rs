@@ -1,0 +1,123 @@
+//! The scheduled sweep: every `sweep_interval_secs`, each PSA connection is asked for the
+//! tickets created since its last sweep, and every one of them goes through the same
+//! [`Storage::record_delivery`](crate::storage::Storage::record_delivery) path as a webhook.
+//! A ticket that already has a case (its webhook arrived, or an earlier sweep found it) is not
+//! taken in again, so no ticket ever gets two link notes.
+//!
+//! The first sweep of a connection only records where to start: tickets older than the
+//! connection's first sweep are left alone. Each later sweep lists from a few minutes before
+//! the watermark, so a ticket stored by the PSA a little late, or a clock that runs behind, is
+//! not missed; listing a ticket twice is harmless.
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::crypto::MasterKey;
+use crate::psa::source::{connect, PsaHttp, Purpose};
+use crate::storage::{PsaConnectionRow, StorageError, Store};
+use crate::verify::flow::now_ms;
+use crate::verify::worker::Worker;
+
+/// How far before the watermark each sweep starts listing.
+pub const OVERLAP: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("the connection cannot be used: {0}")]
+    Connection(String),
+    #[error("the PSA could not list tickets: {0}")]
+    Psa(#[from] crate::psa::PsaError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Runs sweeps for every stored PSA connection.
+#[derive(Clone)]
+pub struct Sweeper {
+    pub store: Store,
+    pub key: MasterKey,
+    pub psa_http: PsaHttp,
+    pub worker: Worker,
+}
+
+impl Sweeper {
+    /// Sweeps straight away and then every `interval`, until aborted.
+    pub fn spawn(self, interval: Duration) -> tokio::task::AbortHandle {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                self.sweep_all().await;
+            }
+        })
+        .abort_handle()
+    }
+
+    /// One sweep of every connection; a failing connection is logged and skipped. Returns how
+    /// many tickets were newly taken in.
+    pub async fn sweep_all(&self) -> usize {
+        let connections = match self.store.psa_connections().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "sweep: cannot list PSA connections");
+                return 0;
+            }
+        };
+        let mut taken = 0;
+        for row in connections {
+            match self.sweep(&row).await {
+                Ok(n) => taken += n,
+                Err(e) => {
+                    tracing::warn!(connection.id = row.id, psa = %row.kind, error = %e,
+                        "sweep failed; the next one starts from the same point")
+                }
+            }
+        }
+        if taken > 0 {
+            self.worker.nudge();
+        }
+        taken
+    }
+
+    /// Sweeps one connection; returns how many of its tickets were newly taken in.
+    pub async fn sweep(&self, row: &PsaConnectionRow) -> Result<usize, SweepError> {
+        let started = now_ms();
+        let Some(watermark) = self.store.sweep_watermark(row.id).await? else {
+            self.store.save_sweep_watermark(row.id, started).await?;
+            tracing::info!(connection.id = row.id, psa = %row.kind, "sweep starts from now");
+            return Ok(0);
+        };
+        let secrets = self
+            .key
+            .open(&row.secrets_sealed)
+            .map_err(|e| SweepError::Connection(e.to_string()))?;
+        let psa = connect(
+            &row.kind,
+            &row.settings,
+            secrets.expose(),
+            &self.psa_http,
+            Purpose::Api,
+        )
+        .map_err(|e| SweepError::Connection(e.to_string()))?;
+        let since = OffsetDateTime::from_unix_timestamp_nanos(i128::from(watermark) * 1_000_000)
+            .map_err(|e| SweepError::Connection(format!("watermark: {e}")))?
+            - OVERLAP;
+        let tickets = psa.tickets_created_since(since).await?;
+        let mut taken = 0;
+        for ticket in &tickets {
+            let key = format!("sweep:{ticket}");
+            if self
+                .store
+                .record_delivery(row.id, &key, &ticket.to_string(), now_ms())
+                .await?
+            {
+                taken += 1;
+            }
+        }
+        self.store.save_sweep_watermark(row.id, started).await?;
+        tracing::info!(connection.id = row.id, psa = %row.kind, listed = tickets.len(),
+            new = taken, "sweep done");
+        Ok(taken)
+    }
+}
