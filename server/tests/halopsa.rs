@@ -12,7 +12,7 @@ use support::flow::{spawn_flow, token_in, wait_until, FlowApp};
 const APPROVED: &str = "alex.example has verified this ticket.";
 
 fn link_of(actions: &[HaloSimAction]) -> Option<String> {
-    actions.iter().rev().find_map(|a| token_in(&a.note))
+    actions.iter().rev().find_map(|a| token_in(&a.text()))
 }
 
 async fn link_token(app: &FlowApp, ticket: TicketId) -> String {
@@ -51,7 +51,7 @@ async fn a_webhook_leads_to_private_actions_and_an_approved_push() {
     let notes = wait_until(
         "the approved note",
         || halo.sim.notes(ticket),
-        |n| n.iter().any(|a| a.note.contains(APPROVED)),
+        |n| n.iter().any(|a| a.text().contains(APPROVED)),
     )
     .await;
     assert_eq!(notes.len(), 2, "{notes:#?}");
@@ -137,7 +137,7 @@ async fn a_note_refused_with_429_then_503_is_posted_exactly_once() {
     wait_until(
         "the approved note",
         || halo.sim.notes(ticket),
-        |n| n.iter().any(|a| a.note.contains(APPROVED)),
+        |n| n.iter().any(|a| a.text().contains(APPROVED)),
     )
     .await;
     app.wait_until_idle().await;

@@ -92,7 +92,7 @@ async fn the_sweep_takes_in_tickets_without_a_webhook_and_skips_handled_ones() {
         halo.sim
             .notes(t)
             .into_iter()
-            .map(|n| n.note)
+            .map(|n| n.text())
             .collect::<Vec<_>>()
     };
     wait_until(

@@ -150,3 +150,23 @@ pub fn with_retry_after(mut response: axum::response::Response) -> axum::respons
     }
     response
 }
+
+/// HTML note bodies as text, for assertions on wording: tags removed, `<br>` as a line break,
+/// the five escapes undone.
+pub fn html_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.replace("<br>", "\n").chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}

@@ -67,21 +67,7 @@ pub struct FdSimNote {
 impl FdSimNote {
     /// The body with tags removed, for assertions on wording.
     pub fn text(&self) -> String {
-        let mut out = String::new();
-        let mut in_tag = false;
-        for c in self.body.replace("<br>", "\n").chars() {
-            match c {
-                '<' => in_tag = true,
-                '>' => in_tag = false,
-                c if !in_tag => out.push(c),
-                _ => {}
-            }
-        }
-        out.replace("&amp;", "&")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
+        common::html_text(&self.body)
     }
 }
 

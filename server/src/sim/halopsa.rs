@@ -71,6 +71,13 @@ pub struct HaloSimAction {
     pub send_email: bool,
 }
 
+impl HaloSimAction {
+    /// The note as text (tags removed).
+    pub fn text(&self) -> String {
+        common::html_text(&self.note)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct User {
     name: String,
