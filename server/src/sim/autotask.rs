@@ -126,7 +126,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "errors": [message.into()] }))).into_response()
 }
 
-fn authenticate(s: &State, headers: &HeaderMap) -> Result<(), Response> {
+fn authenticate(s: &State, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = |name| header(headers, name).unwrap_or_default();
     let ok = given("ApiIntegrationCode") == s.config.integration_code
         && given("UserName").eq_ignore_ascii_case(&s.config.username)
@@ -134,10 +134,10 @@ fn authenticate(s: &State, headers: &HeaderMap) -> Result<(), Response> {
     if ok {
         Ok(())
     } else {
-        Err(error(
+        Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "User is not authorized: check UserName, Secret and ApiIntegrationCode",
-        ))
+        )))
     }
 }
 
@@ -194,19 +194,23 @@ async fn zone(AxState(shared): St, Query(q): Query<BTreeMap<String, String>>) ->
     }
 }
 
-fn parse_id(raw: &str) -> Result<i64, Response> {
-    raw.parse()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, format!("{raw:?} is not an id")))
+fn parse_id(raw: &str) -> Result<i64, Box<Response>> {
+    raw.parse().map_err(|_| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("{raw:?} is not an id"),
+        ))
+    })
 }
 
 async fn get_ticket(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     // Autotask answers an unknown id with an empty item, not a 404.
     Json(json!({ "item": s.tickets.get(&id).map(ticket_json) })).into_response()
@@ -215,11 +219,11 @@ async fn get_ticket(AxState(shared): St, Path(id): Path<String>, headers: Header
 async fn get_contact(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let item = s.contacts.get(&id).map(|c| {
         json!({"id": id, "firstName": c.first_name, "lastName": c.last_name,
@@ -252,7 +256,7 @@ fn compare(op: &str, left: &Value, right: &Value) -> Option<bool> {
 async fn query_tickets(AxState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
     let s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return error(
@@ -328,11 +332,11 @@ async fn query_tickets(AxState(shared): St, headers: HeaderMap, body: Bytes) -> 
 async fn list_notes(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let items: Vec<Value> = s
         .notes
@@ -354,9 +358,9 @@ async fn post_note(
 ) -> Response {
     let mut s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
-    if let Some(status) = s.faults.next() {
+    if let Some(status) = s.faults.take_next() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return common::with_retry_after(error(
             status,
@@ -365,7 +369,7 @@ async fn post_note(
     }
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !s.tickets.contains_key(&id) {
         return error(StatusCode::NOT_FOUND, format!("Ticket {id} does not exist"));

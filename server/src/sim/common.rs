@@ -103,7 +103,7 @@ impl NoteFaults {
     }
 
     /// Counts a post and returns the status it must fail with, if any.
-    pub fn next(&mut self) -> Option<u16> {
+    pub fn take_next(&mut self) -> Option<u16> {
         self.posts += 1;
         if self.queued.is_empty() {
             None

@@ -132,7 +132,7 @@ fn invalid(field: &str, code: &str, message: &str) -> Response {
 }
 
 /// Checks `Authorization: Basic base64(APIKEY:X)` and counts the call against the limit.
-fn authenticate(s: &mut State, headers: &HeaderMap) -> Result<(), Response> {
+fn authenticate(s: &mut State, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let user = header(headers, "authorization")
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| BASE64.decode(b.trim()).ok())
@@ -140,11 +140,11 @@ fn authenticate(s: &mut State, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|s| s.split_once(':').map(|(u, _)| u.to_owned()));
     s.used_this_minute += 1;
     if user.as_deref() != Some(s.config.api_key.as_str()) {
-        return Err(coded(
+        return Err(Box::new(coded(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
             "You have to be logged in to perform this action.",
-        ));
+        )));
     }
     Ok(())
 }
@@ -208,9 +208,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn id_of(raw: &str) -> Result<i64, Response> {
-    raw.parse()
-        .map_err(|_| coded(StatusCode::NOT_FOUND, "not_found", "Record not found"))
+fn id_of(raw: &str) -> Result<i64, Box<Response>> {
+    raw.parse().map_err(|_| {
+        Box::new(coded(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Record not found",
+        ))
+    })
 }
 
 async fn get_ticket(
@@ -221,7 +226,7 @@ async fn get_ticket(
 ) -> Response {
     let mut s = shared.lock();
     if let Err(r) = authenticate(&mut s, &headers) {
-        return r;
+        return *r;
     }
     let mut requester = false;
     if let Some(include) = q.get("include") {
@@ -249,7 +254,7 @@ async fn get_ticket(
 async fn get_contact(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let mut s = shared.lock();
     if let Err(r) = authenticate(&mut s, &headers) {
-        return r;
+        return *r;
     }
     let response = match id_of(&id).map(|id| (id, s.contacts.get(&id).cloned())) {
         Ok((id, Some(c))) => Json(json!({
@@ -270,7 +275,7 @@ async fn list_tickets(
 ) -> Response {
     let mut s = shared.lock();
     if let Err(r) = authenticate(&mut s, &headers) {
-        return r;
+        return *r;
     }
     let per_page = match q.get("per_page").map(|p| p.parse::<usize>()) {
         None => 30,
@@ -363,7 +368,7 @@ async fn conversations(
 ) -> Response {
     let mut s = shared.lock();
     if let Err(r) = authenticate(&mut s, &headers) {
-        return r;
+        return *r;
     }
     let Ok(id) = id_of(&id) else {
         return coded(StatusCode::NOT_FOUND, "not_found", "Record not found");
@@ -385,9 +390,9 @@ async fn post_note(
 ) -> Response {
     let mut s = shared.lock();
     if let Err(r) = authenticate(&mut s, &headers) {
-        return r;
+        return *r;
     }
-    if let Some(status) = s.faults.next() {
+    if let Some(status) = s.faults.take_next() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let response = if status == StatusCode::TOO_MANY_REQUESTS {
             coded(

@@ -137,11 +137,11 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
-fn authenticate(s: &State, headers: &HeaderMap) -> Result<(), Response> {
+fn authenticate(s: &State, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let token = header(headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
     match token.and_then(|t| s.tokens.get(t.trim())) {
         Some(expires) if Instant::now() < *expires => Ok(()),
-        _ => Err(message(StatusCode::UNAUTHORIZED, "Unauthorized")),
+        _ => Err(Box::new(message(StatusCode::UNAUTHORIZED, "Unauthorized"))),
     }
 }
 
@@ -234,7 +234,7 @@ async fn token(
 async fn get_ticket(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
     match id.parse::<i64>().ok().and_then(|id| s.tickets.get(&id)) {
         Some(t) => Json(ticket_json(&s, t)).into_response(),
@@ -245,7 +245,7 @@ async fn get_ticket(AxState(shared): St, Path(id): Path<String>, headers: Header
 async fn get_user(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
     match id
         .parse::<i64>()
@@ -267,7 +267,7 @@ async fn list_tickets(
 ) -> Response {
     let s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
     let paginate = q.get("pageinate").is_some_and(|p| p == "true");
     let page_size = match q.get("page_size").map(|p| p.parse::<usize>()) {
@@ -326,7 +326,7 @@ async fn list_actions(
 ) -> Response {
     let s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
     let ticket = q.get("ticket_id").and_then(|t| t.parse::<i64>().ok());
     let actions: Vec<Value> = s
@@ -344,9 +344,9 @@ async fn list_actions(
 async fn post_actions(AxState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
     let mut s = shared.lock();
     if let Err(r) = authenticate(&s, &headers) {
-        return r;
+        return *r;
     }
-    if let Some(status) = s.faults.next() {
+    if let Some(status) = s.faults.take_next() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return common::with_retry_after(message(status, "The service is busy; try again later"));
     }
