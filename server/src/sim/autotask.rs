@@ -118,6 +118,51 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn store_ticket(&self, company: CompanyId, contact: Option<ContactId>, title: &str) -> i64 {
+        let mut s = self.lock();
+        let id = s.next_ticket;
+        s.next_ticket += 1;
+        s.tickets.insert(
+            id,
+            Ticket {
+                id,
+                title: title.to_owned(),
+                company_id: company.0,
+                contact_id: contact.map(|c| c.0),
+                created: common::now(),
+            },
+        );
+        id
+    }
+
+    async fn fire(&self, id: i64, secret: Option<&str>) -> Option<Delivery> {
+        let (url, body, signature) = {
+            let mut s = self.lock();
+            let url = s.webhook_url.clone()?;
+            let ticket = s.tickets.get(&id)?.clone();
+            s.sequence += 1;
+            let body = json!({
+                "Action": "Create",
+                "Guid": s.config.webhook_guid,
+                "EntityType": "Ticket",
+                "Id": id,
+                "Fields": {"id": id, "title": ticket.title, "companyID": ticket.company_id,
+                           "contactID": ticket.contact_id, "status": 1},
+                "EventTime": common::format_time(ticket.created),
+                "SequenceNumber": s.sequence,
+                "PersonID": 29683001
+            });
+            let body = serde_json::to_vec(&body).unwrap_or_default();
+            let signature = sign(secret.unwrap_or(&s.config.webhook_secret), &body);
+            (url, body, signature)
+        };
+        // An empty secret stands for a delivery without any signature header.
+        let auth = (secret != Some("")).then(|| (SIGNATURE_HEADER.to_owned(), signature));
+        let sent = common::deliver(&self.http, id, url, body, auth).await;
+        self.lock().deliveries.push(sent.clone());
+        Some(sent)
+    }
 }
 
 type St = AxState<Arc<Shared>>;
@@ -159,6 +204,8 @@ fn ticket_json(t: &Ticket) -> Value {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/sim/tickets", post(sim_ticket))
+        .route("/sim/tickets/{id}/notes", get(sim_notes))
         .route("/atservicesrest/v1.0/zoneInformation", get(zone))
         .route("/ATServicesRest/V1.0/Tickets/query", post(query_tickets))
         .route("/ATServicesRest/V1.0/Tickets/{id}", get(get_ticket))
@@ -554,20 +601,7 @@ impl AutotaskSim {
     }
 
     fn store_ticket(&self, company: CompanyId, contact: Option<ContactId>, title: &str) -> i64 {
-        let mut s = self.shared.lock();
-        let id = s.next_ticket;
-        s.next_ticket += 1;
-        s.tickets.insert(
-            id,
-            Ticket {
-                id,
-                title: title.to_owned(),
-                company_id: company.0,
-                contact_id: contact.map(|c| c.0),
-                created: common::now(),
-            },
-        );
-        id
+        self.shared.store_ticket(company, contact, title)
     }
 
     /// Creates a ticket and sends the signed `Create` webhook.
@@ -616,31 +650,7 @@ impl AutotaskSim {
     }
 
     async fn fire(&self, id: i64, secret: Option<&str>) -> Option<Delivery> {
-        let (url, body, signature) = {
-            let mut s = self.shared.lock();
-            let url = s.webhook_url.clone()?;
-            let ticket = s.tickets.get(&id)?.clone();
-            s.sequence += 1;
-            let body = json!({
-                "Action": "Create",
-                "Guid": s.config.webhook_guid,
-                "EntityType": "Ticket",
-                "Id": id,
-                "Fields": {"id": id, "title": ticket.title, "companyID": ticket.company_id,
-                           "contactID": ticket.contact_id, "status": 1},
-                "EventTime": common::format_time(ticket.created),
-                "SequenceNumber": s.sequence,
-                "PersonID": 29683001
-            });
-            let body = serde_json::to_vec(&body).unwrap_or_default();
-            let signature = sign(secret.unwrap_or(&s.config.webhook_secret), &body);
-            (url, body, signature)
-        };
-        // An empty secret stands for a delivery without any signature header.
-        let auth = (secret != Some("")).then(|| (SIGNATURE_HEADER.to_owned(), signature));
-        let sent = common::deliver(&self.shared.http, id, url, body, auth).await;
-        self.shared.lock().deliveries.push(sent.clone());
-        Some(sent)
+        self.shared.fire(id, secret).await
     }
 
     /// The next `n` note posts fail with `status` (429 carries `Retry-After: 1`).
@@ -669,4 +679,39 @@ impl AutotaskSim {
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.lock().deliveries.clone()
     }
+}
+
+/// `POST /sim/tickets` `{"contact": 4321, "title": "…"}`: creates a ticket of the contact's
+/// company and sends its webhook, as creating it in Autotask would.
+async fn sim_ticket(AxState(shared): St, Json(body): Json<Value>) -> Response {
+    let contact = body.get("contact").and_then(Value::as_i64);
+    let company = contact.and_then(|c| shared.lock().contacts.get(&c).map(|c| c.company_id));
+    let (Some(contact), Some(company)) = (contact, company) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "contact must be the id of a contact",
+        );
+    };
+    let title = body
+        .get("title")
+        .and_then(Value::as_str)
+        .unwrap_or("Password reset");
+    let id = shared.store_ticket(CompanyId(company), Some(ContactId(contact)), title);
+    let delivery = shared.fire(id, None).await;
+    Json(json!({"id": id, "webhook_status": delivery.and_then(|d| d.status)})).into_response()
+}
+
+/// `GET /sim/tickets/{id}/notes`: the ticket's notes, for people trying the demo.
+async fn sim_notes(AxState(shared): St, Path(id): Path<i64>) -> Response {
+    let s = shared.lock();
+    let notes: Vec<Value> = s
+        .notes
+        .iter()
+        .filter(|n| n.ticket_id == id)
+        .map(|n| {
+            json!({"id": n.id, "title": n.title, "description": n.description,
+                        "publish": n.publish})
+        })
+        .collect();
+    Json(notes).into_response()
 }

@@ -348,8 +348,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "  webhook:       {}/hooks/halopsa/{}",
         url, world.halo.connection_id
     );
-    println!("  Each has the contacts Alex Example and Megan Bowen; a ticket is created with:");
-    println!("  curl -X POST {url}/demo/tickets/{{autotask|freshdesk|halopsa}}?contact=alex");
+    println!("Each has the contacts Alex Example and Megan Bowen. Create a ticket (its webhook is");
+    println!("sent to deskproof at once) with, for Alex:");
+    println!(
+        "  curl -X POST -H 'content-type: application/json' -d '{{\"contact\": {}, \"title\": \"Password reset\"}}' {}/sim/tickets",
+        world.autotask.alex,
+        world.autotask.sim.url()
+    );
+    println!(
+        "  curl -X POST -H 'content-type: application/json' -d '{{\"contact\": {}, \"subject\": \"Password reset\"}}' {}/sim/tickets",
+        world.freshdesk.alex,
+        world.freshdesk.sim.url()
+    );
+    println!(
+        "  curl -X POST -H 'content-type: application/json' -d '{{\"user\": {}, \"summary\": \"Password reset\"}}' {}/sim/tickets",
+        world.halo.alex,
+        world.halo.sim.url()
+    );
+    println!("and read the ticket's notes (the verification link) at <simulator>/sim/tickets/<id>/notes.");
     println!();
     println!("Duo simulator phones:");
     for user in [

@@ -114,6 +114,47 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn store_ticket(&self, requester: ContactId, subject: &str) -> i64 {
+        let mut s = self.lock();
+        let id = s.next_ticket;
+        s.next_ticket += 1;
+        let company_id = s.contacts.get(&requester.0).map(|c| c.company_id);
+        s.tickets.insert(
+            id,
+            Ticket {
+                id,
+                subject: subject.to_owned(),
+                requester_id: requester.0,
+                company_id,
+                created: common::now(),
+            },
+        );
+        id
+    }
+
+    async fn fire(&self, id: i64, secret: Option<&str>) -> Option<Delivery> {
+        let (url, body, auth) = {
+            let s = self.lock();
+            let url = s.webhook_url.clone()?;
+            let ticket = s.tickets.get(&id)?;
+            let requester = s.contacts.get(&ticket.requester_id);
+            // "Advanced" content: every placeholder arrives as a string.
+            let body = json!({
+                "ticket_id": id.to_string(),
+                "subject": ticket.subject,
+                "requester_name": requester.map(|c| c.name.clone()).unwrap_or_default(),
+                "requester_email": requester.and_then(|c| c.email.clone()).unwrap_or_default(),
+            });
+            let secret = secret.unwrap_or(&s.config.webhook_secret);
+            let auth =
+                (!secret.is_empty()).then(|| (s.config.webhook_header.clone(), secret.to_owned()));
+            (url, serde_json::to_vec(&body).unwrap_or_default(), auth)
+        };
+        let sent = common::deliver(&self.http, id, url, body, auth).await;
+        self.lock().deliveries.push(sent.clone());
+        Some(sent)
+    }
 }
 
 type St = AxState<Arc<Shared>>;
@@ -193,6 +234,8 @@ fn ticket_json(s: &State, t: &Ticket, include_requester: bool) -> Value {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/sim/tickets", post(sim_ticket))
+        .route("/sim/tickets/{id}/notes", get(sim_notes))
         .route("/api/v2/tickets", get(list_tickets))
         .route("/api/v2/tickets/{id}", get(get_ticket))
         .route("/api/v2/tickets/{id}/notes", post(post_note))
@@ -566,21 +609,7 @@ impl FreshdeskSim {
     }
 
     fn store_ticket(&self, requester: ContactId, subject: &str) -> i64 {
-        let mut s = self.shared.lock();
-        let id = s.next_ticket;
-        s.next_ticket += 1;
-        let company_id = s.contacts.get(&requester.0).map(|c| c.company_id);
-        s.tickets.insert(
-            id,
-            Ticket {
-                id,
-                subject: subject.to_owned(),
-                requester_id: requester.0,
-                company_id,
-                created: common::now(),
-            },
-        );
-        id
+        self.shared.store_ticket(requester, subject)
     }
 
     /// Creates a ticket and runs the "Ticket creation" automation rule's webhook.
@@ -605,26 +634,7 @@ impl FreshdeskSim {
     }
 
     async fn fire(&self, id: i64, secret: Option<&str>) -> Option<Delivery> {
-        let (url, body, auth) = {
-            let s = self.shared.lock();
-            let url = s.webhook_url.clone()?;
-            let ticket = s.tickets.get(&id)?;
-            let requester = s.contacts.get(&ticket.requester_id);
-            // "Advanced" content: every placeholder arrives as a string.
-            let body = json!({
-                "ticket_id": id.to_string(),
-                "subject": ticket.subject,
-                "requester_name": requester.map(|c| c.name.clone()).unwrap_or_default(),
-                "requester_email": requester.and_then(|c| c.email.clone()).unwrap_or_default(),
-            });
-            let secret = secret.unwrap_or(&s.config.webhook_secret);
-            let auth =
-                (!secret.is_empty()).then(|| (s.config.webhook_header.clone(), secret.to_owned()));
-            (url, serde_json::to_vec(&body).unwrap_or_default(), auth)
-        };
-        let sent = common::deliver(&self.shared.http, id, url, body, auth).await;
-        self.shared.lock().deliveries.push(sent.clone());
-        Some(sent)
+        self.shared.fire(id, secret).await
     }
 
     /// The next `n` note posts fail with `status` (429 carries `Retry-After: 1`).
@@ -648,4 +658,39 @@ impl FreshdeskSim {
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.lock().deliveries.clone()
     }
+}
+
+/// `POST /sim/tickets` `{"contact": 43000004321, "subject": "…"}`: creates a ticket and runs
+/// the automation rule's webhook, as a new ticket in Freshdesk would.
+async fn sim_ticket(AxState(shared): St, Json(body): Json<Value>) -> Response {
+    let contact = body
+        .get("contact")
+        .and_then(Value::as_i64)
+        .filter(|c| shared.lock().contacts.contains_key(c));
+    let Some(contact) = contact else {
+        return invalid(
+            "contact",
+            "invalid_value",
+            "It should be the id of a contact",
+        );
+    };
+    let subject = body
+        .get("subject")
+        .and_then(Value::as_str)
+        .unwrap_or("Password reset");
+    let id = shared.store_ticket(ContactId(contact), subject);
+    let delivery = shared.fire(id, None).await;
+    Json(json!({"id": id, "webhook_status": delivery.and_then(|d| d.status)})).into_response()
+}
+
+/// `GET /sim/tickets/{id}/notes`: the ticket's notes, for people trying the demo.
+async fn sim_notes(AxState(shared): St, Path(id): Path<i64>) -> Response {
+    let s = shared.lock();
+    let notes: Vec<Value> = s
+        .notes
+        .iter()
+        .filter(|n| n.ticket_id == id)
+        .map(|n| json!({"id": n.id, "text": n.text(), "private": n.private}))
+        .collect();
+    Json(notes).into_response()
 }

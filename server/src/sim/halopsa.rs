@@ -121,6 +121,61 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The `Authorization` value the configured webhook sends.
+    fn webhook_authorization(&self) -> String {
+        let c = self.lock().config.clone();
+        match c.webhook_username {
+            Some(user) => format!(
+                "Basic {}",
+                BASE64.encode(format!("{user}:{}", c.webhook_secret))
+            ),
+            None => format!("Bearer {}", c.webhook_secret),
+        }
+    }
+
+    fn store_ticket(&self, user: ContactId, summary: &str) -> i64 {
+        let mut s = self.lock();
+        let id = s.next_ticket;
+        s.next_ticket += 1;
+        let client_id = s
+            .users
+            .get(&user.0)
+            .map(|u| u.client_id)
+            .unwrap_or_default();
+        s.tickets.insert(
+            id,
+            Ticket {
+                id,
+                summary: summary.to_owned(),
+                client_id,
+                user_id: user.0,
+                occurred: common::now(),
+            },
+        );
+        id
+    }
+
+    async fn fire(&self, id: i64, authorization: Option<&str>) -> Option<Delivery> {
+        let authorization = authorization
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.webhook_authorization());
+        let (url, body) = {
+            let s = self.lock();
+            let url = s.webhook_url.clone()?;
+            let ticket = s.tickets.get(&id)?;
+            let body = json!({
+                "ticket": ticket_json(&s, ticket),
+                "action": {"id": 1, "ticket_id": id, "outcome": "Ticket Logged",
+                           "note": ticket.summary, "hiddenfromuser": false}
+            });
+            (url, serde_json::to_vec(&body).unwrap_or_default())
+        };
+        let auth = (!authorization.is_empty()).then(|| ("authorization".to_owned(), authorization));
+        let sent = common::deliver(&self.http, id, url, body, auth).await;
+        self.lock().deliveries.push(sent.clone());
+        Some(sent)
+    }
 }
 
 type St = AxState<Arc<Shared>>;
@@ -162,6 +217,8 @@ fn ticket_json(s: &State, t: &Ticket) -> Value {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/sim/tickets", post(sim_ticket))
+        .route("/sim/tickets/{id}/notes", get(sim_notes))
         .route("/auth/token", post(token))
         .route("/api/Tickets", get(list_tickets))
         .route("/api/Tickets/{id}", get(get_ticket))
@@ -500,25 +557,7 @@ impl HaloSim {
     }
 
     fn store_ticket(&self, user: ContactId, summary: &str) -> i64 {
-        let mut s = self.shared.lock();
-        let id = s.next_ticket;
-        s.next_ticket += 1;
-        let client_id = s
-            .users
-            .get(&user.0)
-            .map(|u| u.client_id)
-            .unwrap_or_default();
-        s.tickets.insert(
-            id,
-            Ticket {
-                id,
-                summary: summary.to_owned(),
-                client_id,
-                user_id: user.0,
-                occurred: common::now(),
-            },
-        );
-        id
+        self.shared.store_ticket(user, summary)
     }
 
     /// Logs a ticket and sends the webhook.
@@ -548,35 +587,11 @@ impl HaloSim {
 
     /// The `Authorization` value the configured webhook sends.
     pub fn webhook_authorization(&self) -> String {
-        let c = self.config();
-        match c.webhook_username {
-            Some(user) => format!(
-                "Basic {}",
-                BASE64.encode(format!("{user}:{}", c.webhook_secret))
-            ),
-            None => format!("Bearer {}", c.webhook_secret),
-        }
+        self.shared.webhook_authorization()
     }
 
     async fn fire(&self, id: i64, authorization: Option<&str>) -> Option<Delivery> {
-        let authorization = authorization
-            .map(str::to_owned)
-            .unwrap_or_else(|| self.webhook_authorization());
-        let (url, body) = {
-            let s = self.shared.lock();
-            let url = s.webhook_url.clone()?;
-            let ticket = s.tickets.get(&id)?;
-            let body = json!({
-                "ticket": ticket_json(&s, ticket),
-                "action": {"id": 1, "ticket_id": id, "outcome": "Ticket Logged",
-                           "note": ticket.summary, "hiddenfromuser": false}
-            });
-            (url, serde_json::to_vec(&body).unwrap_or_default())
-        };
-        let auth = (!authorization.is_empty()).then(|| ("authorization".to_owned(), authorization));
-        let sent = common::deliver(&self.shared.http, id, url, body, auth).await;
-        self.shared.lock().deliveries.push(sent.clone());
-        Some(sent)
+        self.shared.fire(id, authorization).await
     }
 
     /// Every access token handed out so far stops working (as after a key rotation).
@@ -610,4 +625,35 @@ impl HaloSim {
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.lock().deliveries.clone()
     }
+}
+
+/// `POST /sim/tickets` `{"user": 4321, "summary": "…"}`: logs a ticket and sends the webhook,
+/// as logging it in HaloPSA would.
+async fn sim_ticket(AxState(shared): St, Json(body): Json<Value>) -> Response {
+    let user = body
+        .get("user")
+        .and_then(Value::as_i64)
+        .filter(|u| shared.lock().users.contains_key(u));
+    let Some(user) = user else {
+        return message(StatusCode::BAD_REQUEST, "user must be the id of a user");
+    };
+    let summary = body
+        .get("summary")
+        .and_then(Value::as_str)
+        .unwrap_or("Password reset");
+    let id = shared.store_ticket(ContactId(user), summary);
+    let delivery = shared.fire(id, None).await;
+    Json(json!({"id": id, "webhook_status": delivery.and_then(|d| d.status)})).into_response()
+}
+
+/// `GET /sim/tickets/{id}/notes`: the ticket's actions, for people trying the demo.
+async fn sim_notes(AxState(shared): St, Path(id): Path<i64>) -> Response {
+    let s = shared.lock();
+    let notes: Vec<Value> = s
+        .actions
+        .iter()
+        .filter(|a| a.ticket_id == id)
+        .map(|a| json!({"id": a.id, "text": a.text(), "hiddenfromuser": a.hidden_from_user}))
+        .collect();
+    Json(notes).into_response()
 }
