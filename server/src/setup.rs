@@ -343,3 +343,86 @@ impl SetupFile {
         Ok(lines)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORG: &str = r#"
+[[organization]]
+name = "Contoso"
+[organization.duo]
+api_host = "api-1.duosecurity.com"
+auth_ikey = "DIAUTH"
+auth_skey = "a"
+admin_ikey = "DIADMIN"
+admin_skey = "b"
+"#;
+
+    const PSAS: &str = r#"
+[[autotask]]
+name = "AT"
+username = "api@example.net"
+integration_code = "CODE"
+secret = "s"
+webhook_secret = "w"
+companies = [{ company_id = "250", organization = "Contoso" }]
+
+[[freshdesk]]
+name = "FD"
+base_url = "https://examplemsp.freshdesk.com"
+api_key = "k"
+webhook_secret = "w"
+companies = [{ company_id = "43000000250", organization = "Contoso" }]
+
+[[halopsa]]
+name = "Halo"
+auth_url = "https://examplemsp.halopsa.com/auth"
+api_url = "https://examplemsp.halopsa.com/api"
+client_id = "c"
+client_secret = "s"
+webhook_secret = "w"
+companies = [{ company_id = "25", organization = "Contoso" }]
+"#;
+
+    fn parse(text: &str) -> anyhow::Result<SetupFile> {
+        let file: SetupFile = toml::from_str(text)?;
+        file.check()?;
+        Ok(file)
+    }
+
+    #[test]
+    fn every_psa_kind_is_read_and_checked() {
+        let file = parse(&format!("{ORG}{PSAS}")).expect("valid");
+        let kinds: Vec<PsaKind> = file
+            .other_connections()
+            .expect("connections")
+            .iter()
+            .map(|c| c.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [PsaKind::Autotask, PsaKind::Freshdesk, PsaKind::HaloPsa]
+        );
+    }
+
+    #[test]
+    fn an_empty_webhook_secret_is_refused() {
+        let text =
+            format!("{ORG}{PSAS}").replacen("webhook_secret = \"w\"", "webhook_secret = \" \"", 1);
+        let err = parse(&text).expect_err("refused").to_string();
+        assert!(err.contains("webhook_secret is empty"), "{err}");
+    }
+
+    #[test]
+    fn a_mapping_to_an_unknown_organization_is_refused() {
+        let err = parse(PSAS).expect_err("refused").to_string();
+        assert!(err.contains("not an organization"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_is_refused() {
+        let text = format!("{ORG}{PSAS}").replace("https://examplemsp.freshdesk.com", "not a url");
+        assert!(parse(&text).is_err());
+    }
+}

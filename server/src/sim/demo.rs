@@ -325,27 +325,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "Autotask simulator (organization \"Contoso (Autotask)\", connection {}):",
         world.autotask.connection_id
     );
-    println!("  API:           {}", world.autotask.sim.url());
+    println!("  autotask api:  {}", world.autotask.sim.url());
     println!(
-        "  webhook:       {}/hooks/autotask/{}",
+        "  autotask hook: {}/hooks/autotask/{}",
         url, world.autotask.connection_id
     );
     println!(
         "Freshdesk simulator (organization \"Contoso (Freshdesk)\", connection {}):",
         world.freshdesk.connection_id
     );
-    println!("  API:           {}", world.freshdesk.sim.url());
+    println!("  freshdesk api:  {}", world.freshdesk.sim.url());
     println!(
-        "  webhook:       {}/hooks/freshdesk/{}",
+        "  freshdesk hook: {}/hooks/freshdesk/{}",
         url, world.freshdesk.connection_id
     );
     println!(
         "HaloPSA simulator (organization \"Contoso (HaloPSA)\", connection {}):",
         world.halo.connection_id
     );
-    println!("  API:           {}", world.halo.sim.url());
+    println!("  halopsa api:  {}", world.halo.sim.url());
     println!(
-        "  webhook:       {}/hooks/halopsa/{}",
+        "  halopsa hook: {}/hooks/halopsa/{}",
         url, world.halo.connection_id
     );
     println!("Each has the contacts Alex Example and Megan Bowen. Create a ticket (its webhook is");
