@@ -55,7 +55,7 @@ impl Sweeper {
     }
 
     /// One sweep of every connection; a failing connection is logged and skipped. Returns how
-    /// many tickets were newly taken in.
+    /// many listed tickets were recorded for the first time (see [`Sweeper::sweep`]).
     pub async fn sweep_all(&self) -> usize {
         let connections = match self.store.psa_connections().await {
             Ok(rows) => rows,
@@ -80,7 +80,8 @@ impl Sweeper {
         taken
     }
 
-    /// Sweeps one connection; returns how many of its tickets were newly taken in.
+    /// Sweeps one connection; returns how many listed tickets it recorded for the first time.
+    /// Recording a ticket that already has a case (its webhook came first) starts nothing.
     pub async fn sweep(&self, row: &PsaConnectionRow) -> Result<usize, SweepError> {
         let started = now_ms();
         let Some(watermark) = self.store.sweep_watermark(row.id).await? else {
@@ -116,8 +117,13 @@ impl Sweeper {
             }
         }
         self.store.save_sweep_watermark(row.id, started).await?;
-        tracing::info!(connection.id = row.id, psa = %row.kind, listed = tickets.len(),
-            new = taken, "sweep done");
+        if taken > 0 {
+            tracing::info!(connection.id = row.id, psa = %row.kind, listed = tickets.len(),
+                recorded = taken, "sweep found tickets");
+        } else {
+            tracing::debug!(connection.id = row.id, psa = %row.kind, listed = tickets.len(),
+                "sweep done");
+        }
         Ok(taken)
     }
 }
