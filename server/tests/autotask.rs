@@ -169,3 +169,30 @@ async fn a_note_refused_with_503_then_429_is_posted_exactly_once() {
         "two 503s, the link, one 429, the outcome"
     );
 }
+
+#[tokio::test]
+async fn update_and_deactivation_events_are_accepted_but_start_nothing() {
+    // Arrange: writing the link note is itself a ticket change Autotask reports.
+    let app = spawn_flow().await;
+    let at = &app.world.autotask;
+    let quiet = at
+        .sim
+        .create_ticket_quietly(at.company, Some(at.alex), "Changed");
+
+    // Act
+    let update = at.sim.deliver_action(quiet, "Update").await.expect("sent");
+    let delete = at.sim.deliver_action(quiet, "Delete").await.expect("sent");
+    let deactivated = at
+        .sim
+        .deliver_action(quiet, "Deactivated")
+        .await
+        .expect("sent");
+
+    // Assert
+    for d in [&update, &delete, &deactivated] {
+        assert_eq!(d.status, Some(200), "{d:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.stored_for(at.connection_id).await, (0, 0, 0));
+    assert!(at.sim.notes(quiet).is_empty());
+}

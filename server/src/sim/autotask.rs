@@ -137,13 +137,17 @@ impl Shared {
     }
 
     async fn fire(&self, id: i64, secret: Option<&str>) -> Option<Delivery> {
+        self.fire_action(id, "Create", secret).await
+    }
+
+    async fn fire_action(&self, id: i64, action: &str, secret: Option<&str>) -> Option<Delivery> {
         let (url, body, signature) = {
             let mut s = self.lock();
             let url = s.webhook_url.clone()?;
             let ticket = s.tickets.get(&id)?.clone();
             s.sequence += 1;
             let body = json!({
-                "Action": "Create",
+                "Action": action,
                 "Guid": s.config.webhook_guid,
                 "EntityType": "Ticket",
                 "Id": id,
@@ -633,6 +637,12 @@ impl AutotaskSim {
     /// (`""` sends no `X-Hook-Signature` at all).
     pub async fn deliver_with_secret(&self, ticket: TicketId, secret: &str) -> Option<Delivery> {
         self.fire(ticket.0, Some(secret)).await
+    }
+
+    /// Sends a correctly signed webhook with another `Action` (`Update`, `Delete`,
+    /// `Deactivated`), as Autotask does when a ticket changes.
+    pub async fn deliver_action(&self, ticket: TicketId, action: &str) -> Option<Delivery> {
+        self.shared.fire_action(ticket.0, action, None).await
     }
 
     /// Sends exactly the same request again.

@@ -485,3 +485,77 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod webhook_tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn client(webhook_username: Option<&str>) -> HaloClient {
+        let url = |u: &str| Url::parse(u).expect("url");
+        HaloClient::with_http(
+            HaloConfig {
+                auth_url: url("https://halo.example/auth"),
+                api_url: url("https://halo.example/api"),
+                tenant: None,
+                client_id: "c".into(),
+                client_secret: Secret::new("s".to_owned()),
+                webhook_username: webhook_username.map(str::to_owned),
+                webhook_secret: Secret::new("hook-secret".to_owned()),
+            },
+            reqwest::Client::new(),
+            TokenCache::default(),
+        )
+        .expect("client")
+    }
+
+    async fn check_with(client: &HaloClient, authorization: &str) -> Result<Inbound, WebhookError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", authorization.parse().expect("header"));
+        let request = InboundRequest {
+            headers: &headers,
+            query: None,
+            body: br#"{"ticket": {"id": 7}}"#,
+        };
+        client.check_webhook(&request).await
+    }
+
+    #[tokio::test]
+    async fn without_a_user_name_only_the_bearer_secret_is_accepted() {
+        let bearer = client(None);
+        assert_eq!(
+            check_with(&bearer, "Bearer hook-secret").await,
+            Ok(Inbound::NewTicket {
+                delivery_key: "ticket:7".into(),
+                ticket: TicketId(7)
+            })
+        );
+        for refused in [
+            "Bearer hook-secre",
+            "Bearer hook-secret2",
+            // user:hook-secret in Basic
+            "Basic dXNlcjpob29rLXNlY3JldA==",
+        ] {
+            assert!(
+                matches!(
+                    check_with(&bearer, refused).await,
+                    Err(WebhookError::Unauthenticated(_))
+                ),
+                "{refused}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn with_a_user_name_only_basic_with_that_user_is_accepted() {
+        let basic = client(Some("user"));
+        assert!(check_with(&basic, "Basic dXNlcjpob29rLXNlY3JldA==")
+            .await
+            .is_ok());
+        // other:hook-secret
+        assert!(check_with(&basic, "Basic b3RoZXI6aG9vay1zZWNyZXQ=")
+            .await
+            .is_err());
+        assert!(check_with(&basic, "Bearer hook-secret").await.is_err());
+    }
+}
