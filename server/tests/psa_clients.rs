@@ -196,3 +196,32 @@ async fn halo_lists_every_page_keeps_one_token_and_refuses_wrong_client_credenti
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn freshdesk_answers_429_with_the_rest_of_the_minute_once_the_limit_is_used() {
+    // Arrange
+    let sim = FreshdeskSim::start().await.expect("sim");
+    let company = sim.add_company("Contoso");
+    let contact = sim.add_contact(company, "Alex Example", "alex@contoso.example");
+    let ticket = sim.create_ticket_quietly(contact, "Limited");
+    let client = freshdesk(&sim, None).await;
+    sim.set_rate_limit(2);
+
+    // Act
+    let first = client.fetch_ticket(ticket).await;
+    let second = client.fetch_ticket(ticket).await;
+    let third = client.fetch_ticket(ticket).await;
+
+    // Assert
+    assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
+    match third {
+        Err(e @ PsaError::RateLimited { .. }) => {
+            let wait = e.retry_after().expect("Retry-After");
+            assert!(
+                wait >= Duration::from_secs(50) && wait <= Duration::from_secs(60),
+                "{wait:?}"
+            );
+        }
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+}

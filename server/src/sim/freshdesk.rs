@@ -103,6 +103,8 @@ struct State {
     webhook_url: Option<String>,
     deliveries: Vec<Delivery>,
     used_this_minute: u32,
+    /// When the current one-minute rate-limit window began.
+    window_start: std::time::Instant,
 }
 
 struct Shared {
@@ -172,14 +174,37 @@ fn invalid(field: &str, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// Checks `Authorization: Basic base64(APIKEY:X)` and counts the call against the limit.
+/// Checks `Authorization: Basic base64(APIKEY:X)` and counts the call against the
+/// account's per-minute limit; every call counts, refused ones too, as in Freshdesk.
 fn authenticate(s: &mut State, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let user = header(headers, "authorization")
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| BASE64.decode(b.trim()).ok())
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.split_once(':').map(|(u, _)| u.to_owned()));
+    let elapsed = s.window_start.elapsed();
+    if elapsed >= std::time::Duration::from_secs(60) {
+        s.window_start = std::time::Instant::now();
+        s.used_this_minute = 0;
+    }
     s.used_this_minute += 1;
+    if s.used_this_minute > s.config.rate_limit {
+        let wait = 60u64
+            .saturating_sub(s.window_start.elapsed().as_secs())
+            .max(1);
+        let mut response = limited(
+            s,
+            coded(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "You have exceeded the limit of requests per minute",
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
+        return Err(Box::new(response));
+    }
     if user.as_deref() != Some(s.config.api_key.as_str()) {
         return Err(Box::new(coded(
             StatusCode::UNAUTHORIZED,
@@ -543,6 +568,7 @@ impl FreshdeskSim {
                 webhook_url: None,
                 deliveries: Vec::new(),
                 used_this_minute: 0,
+                window_start: std::time::Instant::now(),
             }),
             http: common::outbound()?,
         });
@@ -640,6 +666,15 @@ impl FreshdeskSim {
     /// The next `n` note posts fail with `status` (429 carries `Retry-After: 1`).
     pub fn fail_next_note_posts(&self, n: usize, status: u16) {
         self.shared.lock().faults.queue(n, status);
+    }
+
+    /// Allows `calls` per minute from now on, starting a fresh window; more are answered 429
+    /// with `Retry-After` set to the rest of the minute.
+    pub fn set_rate_limit(&self, calls: u32) {
+        let mut s = self.shared.lock();
+        s.config.rate_limit = calls;
+        s.used_this_minute = 0;
+        s.window_start = std::time::Instant::now();
     }
 
     pub fn note_posts(&self) -> usize {
