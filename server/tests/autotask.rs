@@ -196,3 +196,30 @@ async fn update_and_deactivation_events_are_accepted_but_start_nothing() {
     assert_eq!(app.stored_for(at.connection_id).await, (0, 0, 0));
     assert!(at.sim.notes(quiet).is_empty());
 }
+
+#[tokio::test]
+async fn a_webhook_for_another_kind_of_connection_is_not_found() {
+    // Arrange: a genuine Autotask delivery, sent to the Freshdesk connection's id.
+    let app = spawn_flow().await;
+    let at = &app.world.autotask;
+    let signature = deskproof::psa::autotask::sign(&at.sim.config().webhook_secret, FIXTURE);
+
+    // Act
+    let mut statuses = Vec::new();
+    for connection in [app.world.freshdesk.connection_id, 9999] {
+        let res = app
+            .client
+            .post(format!("{}/hooks/autotask/{connection}", app.url))
+            .header("content-type", "application/json")
+            .header("X-Hook-Signature", &signature)
+            .body(FIXTURE.to_vec())
+            .send()
+            .await
+            .expect("request");
+        statuses.push(res.status().as_u16());
+    }
+
+    // Assert
+    assert_eq!(statuses, [404, 404]);
+    assert_eq!(app.count("SELECT COUNT(*) FROM inbound_events").await, 0);
+}
