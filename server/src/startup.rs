@@ -72,12 +72,12 @@ impl Application {
         let worker = Worker::new(flow.clone());
         let mut workers = worker.spawn(config.workers);
         if config.sweep_interval_secs > 0 {
-            let sweeper = Sweeper {
-                store: store.clone(),
-                key: flow.key.clone(),
-                psa_http: psa_http.clone(),
-                worker: worker.clone(),
-            };
+            let sweeper = Sweeper::new(
+                store.clone(),
+                flow.key.clone(),
+                psa_http.clone(),
+                worker.clone(),
+            );
             workers.push(sweeper.spawn(Duration::from_secs(config.sweep_interval_secs)));
         }
         let state = AppState {

@@ -8,7 +8,9 @@
 //! connection's first sweep are left alone. Each later sweep lists from a few minutes before
 //! the watermark, so a ticket stored by the PSA a little late, or a clock that runs behind, is
 //! not missed; listing a ticket twice is harmless.
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
@@ -20,6 +22,9 @@ use crate::verify::worker::Worker;
 
 /// How far before the watermark each sweep starts listing.
 pub const OVERLAP: Duration = Duration::from_secs(300);
+/// A connection whose credentials the PSA refused is not swept again for this long: repeated
+/// refusals can lock the API user (Autotask does), and a wrong key needs a person anyway.
+pub const REFUSED_HOLD: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
@@ -38,9 +43,40 @@ pub struct Sweeper {
     pub key: MasterKey,
     pub psa_http: PsaHttp,
     pub worker: Worker,
+    /// Connections held back after refused credentials, until the given time.
+    held: Arc<Mutex<HashMap<i64, Instant>>>,
 }
 
 impl Sweeper {
+    pub fn new(store: Store, key: MasterKey, psa_http: PsaHttp, worker: Worker) -> Sweeper {
+        Sweeper {
+            store,
+            key,
+            psa_http,
+            worker,
+            held: Arc::default(),
+        }
+    }
+
+    fn is_held(&self, connection_id: i64) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match held.get(&connection_id) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                held.remove(&connection_id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn hold(&self, connection_id: i64) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(connection_id, Instant::now() + REFUSED_HOLD);
+    }
+
     /// Sweeps straight away and then every `interval`, until aborted.
     pub fn spawn(self, interval: Duration) -> tokio::task::AbortHandle {
         tokio::spawn(async move {
@@ -66,8 +102,22 @@ impl Sweeper {
         };
         let mut taken = 0;
         for row in connections {
+            if self.is_held(row.id) {
+                continue;
+            }
             match self.sweep(&row).await {
                 Ok(n) => taken += n,
+                Err(
+                    e @ SweepError::Psa(
+                        crate::psa::PsaError::Unauthorized | crate::psa::PsaError::Forbidden,
+                    ),
+                ) => {
+                    self.hold(row.id);
+                    tracing::error!(connection.id = row.id, psa = %row.kind, error = %e,
+                        hold_secs = REFUSED_HOLD.as_secs(),
+                        "sweep refused: check the connection's credentials; not swept again \
+                         for a while so repeated refusals cannot lock the API user");
+                }
                 Err(e) => {
                     tracing::warn!(connection.id = row.id, psa = %row.kind, error = %e,
                         "sweep failed; the next one starts from the same point")

@@ -17,7 +17,7 @@ async fn wait_for_sweeps_after(app: &FlowApp, after: i64) {
     loop {
         let behind = app
             .count_for(
-                "SELECT 4 - COUNT(*) FROM psa_sweeps WHERE swept_until > ?",
+                "SELECT 4 - COUNT(*) FROM psa_sweeps WHERE swept_until > ? AND connection_id <= 4",
                 after,
             )
             .await;
@@ -152,4 +152,43 @@ async fn the_sweep_takes_in_tickets_without_a_webhook_and_skips_handled_ones() {
         let (_, cases, notes) = app.stored_for(conn).await;
         assert_eq!((cases, notes), (2, 2), "connection {conn}");
     }
+}
+
+#[tokio::test]
+async fn a_connection_whose_credentials_are_refused_is_not_swept_again_at_once() {
+    // Arrange: a second Autotask connection to the same tenant with a wrong secret.
+    let app = spawn_flow_with(|c| c.sweep_interval_secs = 1).await;
+    let at = &app.world.autotask;
+    let key = deskproof::crypto::MasterKey::from_config(&support::flow::flow_config(&app.db_url))
+        .expect("master key");
+    let (settings, mut secrets) = at.sim.connection();
+    secrets.secret = "wrong-secret".into();
+    let wrong = app
+        .store
+        .create_psa_connection(&deskproof::storage::NewPsaConnection {
+            kind: "autotask".into(),
+            name: "Autotask with a wrong secret".into(),
+            settings: serde_json::to_value(settings).expect("json"),
+            secrets_sealed: key.seal(&serde_json::to_string(&secrets).expect("json")),
+        })
+        .await
+        .expect("connection");
+
+    // Act: the first sweep records the start, the second is refused; then several more pass.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while at.sim.refused_calls() == 0 {
+        assert!(Instant::now() < deadline, "the wrong secret was never used");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_sweeps_after(&app, now_ms() + 1500).await;
+
+    // Assert: one refusal only, while the good connections keep being swept.
+    assert_eq!(at.sim.refused_calls(), 1);
+    let wrong_watermark = app
+        .count_for(
+            "SELECT COUNT(*) FROM psa_sweeps WHERE connection_id = ?",
+            wrong,
+        )
+        .await;
+    assert_eq!(wrong_watermark, 1, "only the first sweep's starting point");
 }

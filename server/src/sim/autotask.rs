@@ -107,6 +107,8 @@ struct State {
     webhook_url: Option<String>,
     deliveries: Vec<Delivery>,
     zone_lookups: usize,
+    /// API calls refused for bad credentials.
+    refused: usize,
 }
 
 struct Shared {
@@ -175,7 +177,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "errors": [message.into()] }))).into_response()
 }
 
-fn authenticate(s: &State, headers: &HeaderMap) -> Result<(), Box<Response>> {
+fn authenticate(s: &mut State, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = |name| header(headers, name).unwrap_or_default();
     let ok = given("ApiIntegrationCode") == s.config.integration_code
         && given("UserName").eq_ignore_ascii_case(&s.config.username)
@@ -183,6 +185,7 @@ fn authenticate(s: &State, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if ok {
         Ok(())
     } else {
+        s.refused += 1;
         Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "User is not authorized: check UserName, Secret and ApiIntegrationCode",
@@ -255,8 +258,8 @@ fn parse_id(raw: &str) -> Result<i64, Box<Response>> {
 }
 
 async fn get_ticket(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
     let id = match parse_id(&id) {
@@ -268,8 +271,8 @@ async fn get_ticket(AxState(shared): St, Path(id): Path<String>, headers: Header
 }
 
 async fn get_contact(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
     let id = match parse_id(&id) {
@@ -305,8 +308,8 @@ fn compare(op: &str, left: &Value, right: &Value) -> Option<bool> {
 }
 
 async fn query_tickets(AxState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
-    let s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
@@ -381,8 +384,8 @@ async fn query_tickets(AxState(shared): St, headers: HeaderMap, body: Bytes) -> 
 }
 
 async fn list_notes(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
     let id = match parse_id(&id) {
@@ -408,7 +411,7 @@ async fn post_note(
     body: Bytes,
 ) -> Response {
     let mut s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
     if let Some(status) = s.faults.take_next() {
@@ -526,6 +529,7 @@ impl AutotaskSim {
                 webhook_url: None,
                 deliveries: Vec::new(),
                 zone_lookups: 0,
+                refused: 0,
             }),
             http: common::outbound()?,
         });
@@ -680,6 +684,12 @@ impl AutotaskSim {
             .filter(|n| n.ticket_id == ticket.0)
             .cloned()
             .collect()
+    }
+
+    /// API calls refused because of wrong credentials (Autotask may lock an account after
+    /// repeated ones).
+    pub fn refused_calls(&self) -> usize {
+        self.shared.lock().refused
     }
 
     pub fn zone_lookups(&self) -> usize {
