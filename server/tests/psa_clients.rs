@@ -8,7 +8,7 @@ use deskproof::psa::halopsa::client::TokenCache;
 use deskproof::psa::halopsa::HaloClient;
 use deskproof::psa::source::{autotask_config, freshdesk_config, halo_config};
 use deskproof::psa::{Psa, PsaError, TicketId};
-use deskproof::sim::autotask::AutotaskSim;
+use deskproof::sim::autotask::{AutotaskSim, AutotaskSimConfig};
 use deskproof::sim::freshdesk::FreshdeskSim;
 use deskproof::sim::halopsa::HaloSim;
 use time::OffsetDateTime;
@@ -224,4 +224,32 @@ async fn freshdesk_answers_429_with_the_rest_of_the_minute_once_the_limit_is_use
         }
         other => panic!("expected a rate limit, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn autotask_writes_notes_with_the_tenants_internal_publish_value() {
+    // Arrange: a tenant whose "Internal Project Team" is not the usual 2.
+    let sim = AutotaskSim::start_with(
+        AutotaskSimConfig {
+            internal_publish: 5,
+            ..AutotaskSimConfig::default()
+        },
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("sim");
+    let company = sim.add_company("Contoso");
+    let contact = sim.add_contact(company, "Alex", "Example", "alex@contoso.example");
+    let ticket = sim.create_ticket_quietly(company, Some(contact), "Internal only");
+    let client = autotask(&sim, None).await;
+
+    // Act
+    let first = client.post_internal_note(ticket, "one").await;
+    let second = client.post_internal_note(ticket, "two").await;
+
+    // Assert
+    assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
+    let notes = sim.notes(ticket);
+    assert_eq!(notes.iter().map(|n| n.publish).collect::<Vec<_>>(), [5, 5]);
+    assert!(notes.iter().all(|n| !n.is_customer_visible()));
 }

@@ -41,6 +41,8 @@ pub struct AutotaskSimConfig {
     pub webhook_secret: String,
     /// The ticket webhook's `WebhookGUID`.
     pub webhook_guid: String,
+    /// The tenant's `publish` picklist value labelled "Internal Project Team".
+    pub internal_publish: i64,
 }
 
 impl Default for AutotaskSimConfig {
@@ -51,6 +53,7 @@ impl Default for AutotaskSimConfig {
             integration_code: "SIMINTEGRATIONCODE".into(),
             webhook_secret: "test-secret-key".into(),
             webhook_guid: "c2f0d3a4-5b6e-4f70-8a91-b2c3d4e5f607".into(),
+            internal_publish: 2,
         }
     }
 }
@@ -221,6 +224,10 @@ fn router(shared: Arc<Shared>) -> Router {
             get(list_notes).post(post_note),
         )
         .route("/ATServicesRest/V1.0/Contacts/{id}", get(get_contact))
+        .route(
+            "/ATServicesRest/V1.0/TicketNotes/entityInformation/fields",
+            get(note_fields),
+        )
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -462,10 +469,11 @@ async fn post_note(
         return error(StatusCode::BAD_REQUEST, "noteType is required");
     };
     let publish = body.get("publish").and_then(Value::as_i64);
-    let Some(publish) = publish.filter(|p| matches!(p, 1 | 2 | 4)) else {
+    let Some(publish) = publish.filter(|p| publish_picklist(&s.config).iter().any(|(v, _)| v == p))
+    else {
         return error(
             StatusCode::BAD_REQUEST,
-            "publish must be a value of the Publish picklist (1, 2 or 4)",
+            "publish must be a value of the Publish picklist",
         );
     };
     let note_id = s.next_note;
@@ -734,4 +742,40 @@ async fn sim_notes(AxState(shared): St, Path(id): Path<i64>) -> Response {
         })
         .collect();
     Json(notes).into_response()
+}
+
+/// The tenant's `publish` picklist: value and label.
+fn publish_picklist(config: &AutotaskSimConfig) -> Vec<(i64, &'static str)> {
+    let internal = config.internal_publish;
+    let mut list = vec![
+        (1, "All Autotask Users"),
+        (internal, "Internal Project Team"),
+    ];
+    if internal != 4 {
+        list.push((4, "Internal & Co-Managed"));
+    }
+    list
+}
+
+/// `GET /TicketNotes/entityInformation/fields`: the picklists notes are written with.
+async fn note_fields(AxState(shared): St, headers: HeaderMap) -> Response {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
+        return *r;
+    }
+    let picklist = |values: Vec<(i64, &str)>| -> Vec<Value> {
+        values
+            .into_iter()
+            .map(|(v, l)| json!({"value": v.to_string(), "label": l, "isActive": true}))
+            .collect()
+    };
+    Json(json!({"fields": [
+        {"name": "publish", "dataType": "integer", "isPickList": true,
+         "picklistValues": picklist(publish_picklist(&s.config))},
+        {"name": "noteType", "dataType": "integer", "isPickList": true,
+         "picklistValues": picklist(vec![(1, "Task Summary"), (2, "Task Detail"), (3, "Task Notes")])},
+        {"name": "title", "dataType": "string", "isRequired": true, "isPickList": false},
+        {"name": "description", "dataType": "string", "isRequired": true, "isPickList": false}
+    ]}))
+    .into_response()
 }

@@ -22,8 +22,11 @@ use crate::secret::Secret;
 /// Autotask's public zone lookup; it needs no credentials.
 pub const DEFAULT_ZONE_LOOKUP: &str =
     "https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation";
-/// `publish` value "Internal Project Team": technicians only, never the client portal.
+/// `publish` value "Internal Project Team": technicians only, never the client portal. Used
+/// when the tenant's picklist cannot be read; the picklist is asked first.
 pub const PUBLISH_INTERNAL: i64 = 2;
+/// The `publish` label deskproof writes notes with.
+pub const PUBLISH_INTERNAL_LABEL: &str = "Internal Project Team";
 /// `noteType` 1 ("Task Summary") unless the tenant's picklist says otherwise.
 pub const DEFAULT_NOTE_TYPE: i64 = 1;
 /// Title of every note deskproof writes; some tenants require one.
@@ -32,7 +35,8 @@ pub const NOTE_TITLE: &str = "deskproof identity verification";
 pub const MAX_RECORDS: u32 = 500;
 const MAX_PAGES: u32 = 100;
 
-/// API base URL per API user, shared by every client so the zone is looked up once.
+/// API base URL and internal `publish` value per API user, shared by every client so the zone
+/// and the picklist are looked up once.
 #[derive(Clone, Default)]
 pub struct ZoneCache(Arc<Mutex<HashMap<String, String>>>);
 
@@ -262,6 +266,60 @@ impl AutotaskClient {
         item.item.ok_or_else(|| PsaError::NotFound { what: what() })
     }
 
+    /// The tenant's `publish` value labelled "Internal Project Team", from
+    /// `GET /V1.0/TicketNotes/entityInformation/fields`. A picklist without that label is
+    /// refused rather than guessed at: another value could reach the client portal. A tenant
+    /// whose picklist cannot be read at all (older API users lack the right) gets the value
+    /// seen in every tenant so far, 2.
+    pub async fn internal_publish(&self) -> Result<i64, PsaError> {
+        let key = format!("publish:{}", self.config.username);
+        if let Some(value) = self.zones.get(&key).and_then(|v| v.parse().ok()) {
+            return Ok(value);
+        }
+        let request = self
+            .request(Method::GET, "/TicketNotes/entityInformation/fields")
+            .await?;
+        let fields: Value = match send_json(request, "autotask", || "note fields".into()).await {
+            Ok(fields) => fields,
+            Err(PsaError::Forbidden | PsaError::NotFound { .. }) => {
+                tracing::warn!(
+                    psa = "autotask",
+                    "the publish picklist cannot be read; using 2"
+                );
+                return Ok(PUBLISH_INTERNAL);
+            }
+            Err(e) => return Err(e),
+        };
+        let publish = fields
+            .get("fields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|f| {
+                f.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.eq_ignore_ascii_case("publish"))
+            })
+            .and_then(|f| f.get("picklistValues"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|v| {
+                v.get("label")
+                    .and_then(Value::as_str)
+                    .is_some_and(|l| l.trim().eq_ignore_ascii_case(PUBLISH_INTERNAL_LABEL))
+            })
+            .and_then(|v| v.get("value"))
+            .and_then(id_value)
+            .ok_or_else(|| {
+                PsaError::Config(format!(
+                    "the ticket note publish picklist has no {PUBLISH_INTERNAL_LABEL:?} value"
+                ))
+            })?;
+        self.zones.put(&key, &publish.to_string());
+        Ok(publish)
+    }
+
     /// `POST /V1.0/Tickets/{id}/Notes` with `publish` internal and a title.
     #[tracing::instrument(skip(self, text), fields(psa = "autotask", ticket.id = %ticket))]
     pub async fn add_internal_note(&self, ticket: TicketId, text: &str) -> Result<i64, PsaError> {
@@ -270,7 +328,7 @@ impl AutotaskClient {
             title: NOTE_TITLE,
             description: text,
             note_type: self.config.note_type,
-            publish: PUBLISH_INTERNAL,
+            publish: self.internal_publish().await?,
         };
         let request = self
             .request(Method::POST, &format!("/Tickets/{ticket}/Notes"))
