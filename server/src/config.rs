@@ -58,6 +58,10 @@ pub struct Config {
     /// is taken by another (or by the same one restarted) once this runs out; it must exceed
     /// Duo's long poll (about a minute).
     pub job_lease_secs: u64,
+    /// Every this many seconds each PSA connection is asked for tickets created since the last
+    /// sweep, so a ticket whose webhook never arrived is still verified. 0 turns it off.
+    #[serde(default)]
+    pub sweep_interval_secs: u64,
 }
 
 /// Defaults that need no file at all.
@@ -76,6 +80,7 @@ struct Defaults {
     directory: DirectoryMode,
     directory_refresh_secs: u64,
     job_lease_secs: u64,
+    sweep_interval_secs: u64,
 }
 
 impl Default for Defaults {
@@ -94,6 +99,7 @@ impl Default for Defaults {
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,
             job_lease_secs: 120,
+            sweep_interval_secs: 300,
         }
     }
 }
@@ -194,6 +200,7 @@ impl Config {
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,
             job_lease_secs: 120,
+            sweep_interval_secs: 0,
         }
     }
 

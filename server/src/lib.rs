@@ -15,5 +15,6 @@ pub mod setup;
 pub mod sim;
 pub mod startup;
 pub mod storage;
+pub mod sweep;
 pub mod telemetry;
 pub mod verify;

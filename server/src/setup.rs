@@ -1,5 +1,6 @@
-//! `deskproof setup FILE`: stores organizations, their Duo keys, ConnectWise connections and
-//! company mappings from a TOML file, sealing every secret with the master key.
+//! `deskproof setup FILE`: stores organizations, their Duo keys, PSA connections (ConnectWise,
+//! Autotask, Freshdesk, HaloPSA) and company mappings from a TOML file, sealing every secret
+//! with the master key.
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -7,7 +8,12 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::crypto::MasterKey;
-use crate::psa::source::{ConnectWiseSecrets, ConnectWiseSettings};
+use crate::psa::source::{
+    autotask_config, freshdesk_config, halo_config, AutotaskSecrets, AutotaskSettings,
+    ConnectWiseSecrets, ConnectWiseSettings, FreshdeskSecrets, FreshdeskSettings, HaloSecrets,
+    HaloSettings,
+};
+use crate::psa::PsaKind;
 use crate::storage::{DuoAccountRow, NewPsaConnection, Store};
 
 #[derive(Debug, Deserialize)]
@@ -17,6 +23,73 @@ pub struct SetupFile {
     pub organization: Vec<OrganizationSetup>,
     #[serde(default)]
     pub connectwise: Vec<ConnectWiseSetup>,
+    #[serde(default)]
+    pub autotask: Vec<AutotaskSetup>,
+    #[serde(default)]
+    pub freshdesk: Vec<FreshdeskSetup>,
+    #[serde(default)]
+    pub halopsa: Vec<HaloSetup>,
+}
+
+/// An Autotask connection: the API user, its secret, the integration code and the ticket
+/// webhook's `SecretKey`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutotaskSetup {
+    pub name: String,
+    pub username: String,
+    pub integration_code: String,
+    pub secret: String,
+    pub webhook_secret: String,
+    #[serde(default)]
+    pub zone_lookup_url: Option<String>,
+    #[serde(default)]
+    pub note_type: Option<i64>,
+    #[serde(default)]
+    pub companies: Vec<CompanyMapping>,
+}
+
+/// A Freshdesk connection: the helpdesk URL, an agent's API key and the automation rule's
+/// shared secret.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshdeskSetup {
+    pub name: String,
+    pub base_url: String,
+    pub api_key: String,
+    pub webhook_secret: String,
+    #[serde(default)]
+    pub webhook_header: Option<String>,
+    #[serde(default)]
+    pub companies: Vec<CompanyMapping>,
+}
+
+/// A HaloPSA connection: the API application's client credentials and the webhook's
+/// credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaloSetup {
+    pub name: String,
+    pub auth_url: String,
+    pub api_url: String,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub webhook_username: Option<String>,
+    pub webhook_secret: String,
+    #[serde(default)]
+    pub companies: Vec<CompanyMapping>,
+}
+
+/// One connection of any kind other than ConnectWise, as it is stored.
+struct OtherConnection<'a> {
+    kind: PsaKind,
+    name: &'a str,
+    settings: serde_json::Value,
+    secrets: String,
+    companies: &'a [CompanyMapping],
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +140,61 @@ impl SetupFile {
         Ok(file)
     }
 
+    fn other_connections(&self) -> anyhow::Result<Vec<OtherConnection<'_>>> {
+        let mut out = Vec::new();
+        for a in &self.autotask {
+            out.push(OtherConnection {
+                kind: PsaKind::Autotask,
+                name: &a.name,
+                settings: serde_json::to_value(AutotaskSettings {
+                    username: a.username.clone(),
+                    integration_code: a.integration_code.clone(),
+                    zone_lookup_url: a.zone_lookup_url.clone(),
+                    note_type: a.note_type,
+                })?,
+                secrets: serde_json::to_string(&AutotaskSecrets {
+                    secret: a.secret.clone(),
+                    webhook_secret: a.webhook_secret.clone(),
+                })?,
+                companies: &a.companies,
+            });
+        }
+        for f in &self.freshdesk {
+            out.push(OtherConnection {
+                kind: PsaKind::Freshdesk,
+                name: &f.name,
+                settings: serde_json::to_value(FreshdeskSettings {
+                    base_url: f.base_url.clone(),
+                    webhook_header: f.webhook_header.clone(),
+                })?,
+                secrets: serde_json::to_string(&FreshdeskSecrets {
+                    api_key: f.api_key.clone(),
+                    webhook_secret: f.webhook_secret.clone(),
+                })?,
+                companies: &f.companies,
+            });
+        }
+        for h in &self.halopsa {
+            out.push(OtherConnection {
+                kind: PsaKind::HaloPsa,
+                name: &h.name,
+                settings: serde_json::to_value(HaloSettings {
+                    auth_url: h.auth_url.clone(),
+                    api_url: h.api_url.clone(),
+                    tenant: h.tenant.clone(),
+                    client_id: h.client_id.clone(),
+                    webhook_username: h.webhook_username.clone(),
+                })?,
+                secrets: serde_json::to_string(&HaloSecrets {
+                    client_secret: h.client_secret.clone(),
+                    webhook_secret: h.webhook_secret.clone(),
+                })?,
+                companies: &h.companies,
+            });
+        }
+        Ok(out)
+    }
+
     /// Checks the whole file before anything is stored.
     fn check(&self) -> anyhow::Result<()> {
         let names: HashSet<&str> = self.organization.iter().map(|o| o.name.as_str()).collect();
@@ -102,10 +230,40 @@ impl SetupFile {
                 }
             }
         }
+        for c in self.other_connections()? {
+            let what = format!("{} {:?}", c.kind, c.name);
+            let checked = match c.kind {
+                PsaKind::Autotask => autotask_config(&c.settings, &c.secrets).map(drop),
+                PsaKind::Freshdesk => freshdesk_config(&c.settings, &c.secrets).map(drop),
+                PsaKind::HaloPsa => halo_config(&c.settings, &c.secrets).map(drop),
+                PsaKind::ConnectWise => Ok(()),
+            };
+            checked.with_context(|| what.clone())?;
+            // Every secret is required: an empty webhook secret would let anyone in.
+            let secrets: serde_json::Value = serde_json::from_str(&c.secrets)?;
+            let blank = secrets
+                .as_object()
+                .into_iter()
+                .flatten()
+                .find(|(_, v)| v.as_str().is_some_and(|s| s.trim().is_empty()));
+            if let Some((field, _)) = blank {
+                bail!("{what}: {field} is empty");
+            }
+            for m in c.companies {
+                if !names.contains(m.organization.as_str()) {
+                    bail!(
+                        "{what}: company {} maps to {:?}, which is not an organization in \
+                         this file",
+                        m.company_id,
+                        m.organization
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Stores everything; returns one line per ConnectWise connection with its callback URL.
+    /// Stores everything; returns one line per PSA connection with the URL its PSA calls.
     pub async fn apply(
         &self,
         store: &Store,
@@ -159,6 +317,112 @@ impl SetupFile {
                 public_url.trim_end_matches('/')
             ));
         }
+        for c in self.other_connections()? {
+            let id = store
+                .create_psa_connection(&NewPsaConnection {
+                    kind: c.kind.as_str().into(),
+                    name: c.name.to_owned(),
+                    settings: c.settings,
+                    secrets_sealed: key.seal(&c.secrets),
+                })
+                .await?;
+            for m in c.companies {
+                let org = orgs
+                    .get(m.organization.as_str())
+                    .copied()
+                    .unwrap_or_default();
+                store.map_company(id, &m.company_id, org).await?;
+            }
+            lines.push(format!(
+                "{}: webhook URL {}/hooks/{}/{id}",
+                c.name,
+                public_url.trim_end_matches('/'),
+                c.kind
+            ));
+        }
         Ok(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORG: &str = r#"
+[[organization]]
+name = "Contoso"
+[organization.duo]
+api_host = "api-1.duosecurity.com"
+auth_ikey = "DIAUTH"
+auth_skey = "a"
+admin_ikey = "DIADMIN"
+admin_skey = "b"
+"#;
+
+    const PSAS: &str = r#"
+[[autotask]]
+name = "AT"
+username = "api@example.net"
+integration_code = "CODE"
+secret = "s"
+webhook_secret = "w"
+companies = [{ company_id = "250", organization = "Contoso" }]
+
+[[freshdesk]]
+name = "FD"
+base_url = "https://examplemsp.freshdesk.com"
+api_key = "k"
+webhook_secret = "w"
+companies = [{ company_id = "43000000250", organization = "Contoso" }]
+
+[[halopsa]]
+name = "Halo"
+auth_url = "https://examplemsp.halopsa.com/auth"
+api_url = "https://examplemsp.halopsa.com/api"
+client_id = "c"
+client_secret = "s"
+webhook_secret = "w"
+companies = [{ company_id = "25", organization = "Contoso" }]
+"#;
+
+    fn parse(text: &str) -> anyhow::Result<SetupFile> {
+        let file: SetupFile = toml::from_str(text)?;
+        file.check()?;
+        Ok(file)
+    }
+
+    #[test]
+    fn every_psa_kind_is_read_and_checked() {
+        let file = parse(&format!("{ORG}{PSAS}")).expect("valid");
+        let kinds: Vec<PsaKind> = file
+            .other_connections()
+            .expect("connections")
+            .iter()
+            .map(|c| c.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [PsaKind::Autotask, PsaKind::Freshdesk, PsaKind::HaloPsa]
+        );
+    }
+
+    #[test]
+    fn an_empty_webhook_secret_is_refused() {
+        let text =
+            format!("{ORG}{PSAS}").replacen("webhook_secret = \"w\"", "webhook_secret = \" \"", 1);
+        let err = parse(&text).expect_err("refused").to_string();
+        assert!(err.contains("webhook_secret is empty"), "{err}");
+    }
+
+    #[test]
+    fn a_mapping_to_an_unknown_organization_is_refused() {
+        let err = parse(PSAS).expect_err("refused").to_string();
+        assert!(err.contains("not an organization"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_url_is_refused() {
+        let text = format!("{ORG}{PSAS}").replace("https://examplemsp.freshdesk.com", "not a url");
+        assert!(parse(&text).is_err());
     }
 }

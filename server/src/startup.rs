@@ -14,6 +14,7 @@ use crate::crypto::MasterKey;
 use crate::http::{router, AppState};
 use crate::policy::Policy;
 use crate::storage::{self, Store};
+use crate::sweep::Sweeper;
 use crate::verify::clients::StoredClients;
 use crate::verify::directory::{DirectoryCache, DirectoryMode};
 use crate::verify::flow::{Flow, FlowSettings};
@@ -56,6 +57,7 @@ impl Application {
             cache.spawn_refresher();
             clients.directories = Some(cache);
         }
+        let psa_http = clients.psa_http.clone();
         let flow = Flow {
             store: store.clone(),
             clients: Arc::new(clients),
@@ -69,7 +71,16 @@ impl Application {
         // One process owns the SQLite file: leases left by a previous run are stale.
         store.release_leases(None).await?;
         let worker = Worker::new(flow.clone(), Duration::from_secs(config.job_lease_secs));
-        let workers = worker.spawn(config.workers, config.push_pollers);
+        let mut workers = worker.spawn(config.workers, config.push_pollers);
+        if config.sweep_interval_secs > 0 {
+            let sweeper = Sweeper::new(
+                store.clone(),
+                flow.key.clone(),
+                psa_http.clone(),
+                worker.clone(),
+            );
+            workers.push(sweeper.spawn(Duration::from_secs(config.sweep_interval_secs)));
+        }
         let state = AppState {
             leptos_options,
             store: store.clone(),
@@ -82,6 +93,7 @@ impl Application {
             flow: flow.clone(),
             worker: worker.clone(),
             verifiers: Default::default(),
+            psa_http: psa_http.clone(),
         };
         Ok(Application {
             listener,

@@ -22,6 +22,7 @@ fn remote(e: DuoError) -> RemoteError {
     RemoteError {
         message: e.to_string(),
         retryable,
+        retry_after: None,
     }
 }
 

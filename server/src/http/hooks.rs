@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,7 +12,8 @@ use tokio::sync::Mutex;
 
 use crate::http::AppState;
 use crate::psa::connectwise::{CallbackError, CallbackVerifier};
-use crate::psa::source::connectwise_config;
+use crate::psa::source::{connect, connectwise_config, Purpose};
+use crate::psa::{Inbound, InboundRequest, PsaKind, WebhookError};
 use crate::verify::flow::now_ms;
 
 /// Verifiers per connection, kept so their signing-key caches live across deliveries.
@@ -132,4 +133,151 @@ async fn verifier_for(
     let verifier = Arc::new(verifier);
     cache.insert(connection_id, verifier.clone());
     Ok(verifier)
+}
+
+/// `POST /hooks/{autotask|freshdesk|halopsa}/{connection_id}`: the PSA's own check of the
+/// delivery (signature, shared secret or credentials), then the same storing and
+/// de-duplication as ConnectWise callbacks.
+async fn psa_webhook(
+    state: AppState,
+    kind: PsaKind,
+    connection_id: i64,
+    headers: HeaderMap,
+    query: Option<String>,
+    body: Bytes,
+) -> Response {
+    let row = match state.store.psa_connection(connection_id).await {
+        Ok(Some(row)) if row.kind == kind.as_str() => row,
+        Ok(_) => {
+            return answer(
+                StatusCode::NOT_FOUND,
+                &format!("no such {} connection", kind.product()),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a PSA connection");
+            return answer(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable");
+        }
+    };
+    let psa = match state
+        .flow
+        .key
+        .open(&row.secrets_sealed)
+        .map_err(|e| e.to_string())
+        .and_then(|secrets| {
+            connect(
+                &row.kind,
+                &row.settings,
+                secrets.expose(),
+                &state.psa_http,
+                Purpose::Webhooks,
+            )
+            .map_err(|e| e.to_string())
+        }) {
+        Ok(psa) => psa,
+        Err(e) => {
+            tracing::error!(connection.id = connection_id, error = %e, "connection misconfigured");
+            return answer(StatusCode::SERVICE_UNAVAILABLE, "connection misconfigured");
+        }
+    };
+    let request = InboundRequest {
+        headers: &headers,
+        query: query.as_deref(),
+        body: &body,
+    };
+    let (delivery_key, ticket) = match psa.check_webhook(&request).await {
+        Ok(Inbound::NewTicket {
+            delivery_key,
+            ticket,
+        }) => (delivery_key, ticket),
+        Ok(Inbound::Ignored(why)) => return answer(StatusCode::OK, &why),
+        Err(e) => {
+            let status = match e {
+                WebhookError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                WebhookError::Malformed(_) => StatusCode::BAD_REQUEST,
+                WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            tracing::warn!(psa = %kind, connection.id = connection_id, error = %e,
+                "webhook refused");
+            return answer(status, &e.to_string());
+        }
+    };
+    store_delivery(&state, connection_id, &delivery_key, &ticket.to_string()).await
+}
+
+/// Records an authentic delivery (once per key) and wakes the worker for a new ticket.
+async fn store_delivery(
+    state: &AppState,
+    connection_id: i64,
+    delivery_key: &str,
+    ticket_id: &str,
+) -> Response {
+    match state
+        .store
+        .record_delivery(connection_id, delivery_key, ticket_id, now_ms())
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(connection.id = connection_id, ticket.id = %ticket_id, "ticket received");
+            state.worker.nudge();
+            answer(StatusCode::OK, "accepted")
+        }
+        Ok(false) => answer(StatusCode::OK, "duplicate delivery: already accepted"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store a webhook delivery");
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the delivery could not be stored",
+            )
+        }
+    }
+}
+
+/// `POST /hooks/autotask/{connection_id}`
+pub async fn autotask(
+    State(state): State<AppState>,
+    Path(connection_id): Path<i64>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    psa_webhook(
+        state,
+        PsaKind::Autotask,
+        connection_id,
+        headers,
+        query,
+        body,
+    )
+    .await
+}
+
+/// `POST /hooks/freshdesk/{connection_id}`
+pub async fn freshdesk(
+    State(state): State<AppState>,
+    Path(connection_id): Path<i64>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    psa_webhook(
+        state,
+        PsaKind::Freshdesk,
+        connection_id,
+        headers,
+        query,
+        body,
+    )
+    .await
+}
+
+/// `POST /hooks/halopsa/{connection_id}`
+pub async fn halopsa(
+    State(state): State<AppState>,
+    Path(connection_id): Path<i64>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    psa_webhook(state, PsaKind::HaloPsa, connection_id, headers, query, body).await
 }

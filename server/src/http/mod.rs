@@ -32,6 +32,8 @@ pub struct AppState {
     pub flow: Flow,
     pub worker: Worker,
     pub verifiers: hooks::Verifiers,
+    /// Connection pools and caches for the PSA clients that check webhooks.
+    pub psa_http: crate::psa::source::PsaHttp,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,6 +56,9 @@ pub fn router(state: AppState) -> Router {
             "/hooks/connectwise/{connection_id}",
             post(hooks::connectwise),
         )
+        .route("/hooks/autotask/{connection_id}", post(hooks::autotask))
+        .route("/hooks/freshdesk/{connection_id}", post(hooks::freshdesk))
+        .route("/hooks/halopsa/{connection_id}", post(hooks::halopsa))
         .route("/api/{*fn_name}", get(server_fns).post(server_fns))
         .leptos_routes_with_context(&state, routes, context, move || app::shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(

@@ -10,9 +10,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::telemetry::mask_email;
 
+pub mod autotask;
 pub mod connectwise;
+pub mod freshdesk;
+pub mod halopsa;
+pub mod http;
+pub mod inbound;
+pub mod names;
 pub mod source;
 
+pub use inbound::{Inbound, InboundRequest, WebhookError};
 pub use source::ticket_source;
 
 /// Which PSA a ticket comes from.
@@ -35,6 +42,29 @@ impl PsaKind {
             PsaKind::HaloPsa => "halopsa",
         }
     }
+
+    /// Every supported PSA.
+    pub const ALL: [PsaKind; 4] = [
+        PsaKind::ConnectWise,
+        PsaKind::Autotask,
+        PsaKind::Freshdesk,
+        PsaKind::HaloPsa,
+    ];
+
+    /// The kind named by [`PsaKind::as_str`].
+    pub fn parse(name: &str) -> Option<PsaKind> {
+        PsaKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The product name, for people.
+    pub fn product(self) -> &'static str {
+        match self {
+            PsaKind::ConnectWise => "ConnectWise",
+            PsaKind::Autotask => "Autotask",
+            PsaKind::Freshdesk => "Freshdesk",
+            PsaKind::HaloPsa => "HaloPSA",
+        }
+    }
 }
 
 impl fmt::Display for PsaKind {
@@ -47,7 +77,8 @@ macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         ///
-        /// All four supported PSAs use integer record ids.
+        /// All four supported PSAs use integer record ids (Freshdesk's exceed 32 bits, hence
+        /// `i64`); see `psa-apis.md` §1.3, §2.3, §3.2 and §4.2.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(pub i64);
@@ -318,6 +349,16 @@ pub trait Psa: Send + Sync {
         let _ = (ticket, marker);
         Ok(None)
     }
+
+    /// Checks that an inbound webhook really comes from this PSA tenant and says what it asks
+    /// for. The delivery is only a hint: the ticket is read through the API afterwards.
+    async fn check_webhook(&self, request: &InboundRequest<'_>) -> Result<Inbound, WebhookError>;
+
+    /// Every ticket created after `since`, read through all pages, for the scheduled sweep.
+    async fn tickets_created_since(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<Vec<TicketId>, PsaError>;
 
     /// Reads the ticket and its contact and normalizes them. A contact the PSA no longer has
     /// counts as a missing contact, not as an error.

@@ -1,11 +1,15 @@
-//! Turns stored connection settings into a PSA client the verification flow can use.
+//! Turns stored connection settings into a PSA client: the flow's [`TicketSource`], the
+//! webhook receiver's checker and the sweep's ticket lister all come from [`connect`].
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::psa::connectwise::{ConnectWiseClient, ConnectWiseConfig};
-use crate::psa::{Psa, PsaError, TicketId};
+use crate::psa::autotask::{AutotaskClient, AutotaskConfig, ZoneCache, DEFAULT_ZONE_LOOKUP};
+use crate::psa::connectwise::{CallbackVerifier, ConnectWiseClient, ConnectWiseConfig};
+use crate::psa::freshdesk::{FreshdeskClient, FreshdeskConfig, DEFAULT_WEBHOOK_HEADER};
+use crate::psa::halopsa::{HaloClient, HaloConfig, TokenCache};
+use crate::psa::{Psa, PsaError, PsaKind, TicketId};
 use crate::secret::Secret;
 use crate::verify::ports::{RemoteError, TicketFacts, TicketSource};
 
@@ -25,6 +29,62 @@ pub struct ConnectWiseSecrets {
     pub private_key: String,
 }
 
+/// Non-secret Autotask settings as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AutotaskSettings {
+    /// The API user's e-mail address.
+    pub username: String,
+    pub integration_code: String,
+    /// Default: Autotask's public `zoneInformation` endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_lookup_url: Option<String>,
+    /// `noteType` picklist value for written notes; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_type: Option<i64>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AutotaskSecrets {
+    pub secret: String,
+    /// The ticket webhook's `SecretKey`.
+    pub webhook_secret: String,
+}
+
+/// Non-secret Freshdesk settings as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FreshdeskSettings {
+    /// `https://{domain}.freshdesk.com`.
+    pub base_url: String,
+    /// Default `X-Webhook-Token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_header: Option<String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct FreshdeskSecrets {
+    pub api_key: String,
+    pub webhook_secret: String,
+}
+
+/// Non-secret HaloPSA settings as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HaloSettings {
+    pub auth_url: String,
+    pub api_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub client_id: String,
+    /// Set: webhooks use Basic with this user; unset: Bearer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_username: Option<String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct HaloSecrets {
+    pub client_secret: String,
+    pub webhook_secret: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("unsupported PSA kind {0:?}")]
@@ -35,17 +95,36 @@ pub enum SourceError {
     Psa(#[from] PsaError),
 }
 
+fn settings_of<T: serde::de::DeserializeOwned>(
+    settings: &serde_json::Value,
+) -> Result<T, SourceError> {
+    serde_json::from_value(settings.clone()).map_err(|e| SourceError::Settings(e.to_string()))
+}
+
+fn secrets_of<T: serde::de::DeserializeOwned>(
+    secrets_json: &str,
+    kind: PsaKind,
+) -> Result<T, SourceError> {
+    serde_json::from_str(secrets_json).map_err(|_| {
+        SourceError::Settings(format!(
+            "the sealed secrets are not {} credentials",
+            kind.product()
+        ))
+    })
+}
+
+fn url_of(name: &str, value: &str) -> Result<Url, SourceError> {
+    Url::parse(value).map_err(|e| SourceError::Settings(format!("{name}: {e}")))
+}
+
 pub fn connectwise_config(
     settings: &serde_json::Value,
     secrets_json: &str,
 ) -> Result<ConnectWiseConfig, SourceError> {
-    let s: ConnectWiseSettings = serde_json::from_value(settings.clone())
-        .map_err(|e| SourceError::Settings(e.to_string()))?;
-    let secrets: ConnectWiseSecrets = serde_json::from_str(secrets_json).map_err(|_| {
-        SourceError::Settings("the sealed secrets are not a ConnectWise key".into())
-    })?;
+    let s: ConnectWiseSettings = settings_of(settings)?;
+    let secrets: ConnectWiseSecrets = secrets_of(secrets_json, PsaKind::ConnectWise)?;
     Ok(ConnectWiseConfig {
-        base_url: Url::parse(&s.base_url).map_err(|e| SourceError::Settings(e.to_string()))?,
+        base_url: url_of("base_url", &s.base_url)?,
         company_id: s.company_id,
         public_key: s.public_key,
         private_key: Secret::new(secrets.private_key),
@@ -53,43 +132,146 @@ pub fn connectwise_config(
     })
 }
 
-/// HTTP clients shared by every connection of each PSA kind, so connection pools are reused.
+pub fn autotask_config(
+    settings: &serde_json::Value,
+    secrets_json: &str,
+) -> Result<AutotaskConfig, SourceError> {
+    let s: AutotaskSettings = settings_of(settings)?;
+    let secrets: AutotaskSecrets = secrets_of(secrets_json, PsaKind::Autotask)?;
+    Ok(AutotaskConfig {
+        zone_lookup_url: url_of(
+            "zone_lookup_url",
+            s.zone_lookup_url.as_deref().unwrap_or(DEFAULT_ZONE_LOOKUP),
+        )?,
+        username: s.username,
+        secret: Secret::new(secrets.secret),
+        integration_code: s.integration_code,
+        webhook_secret: Secret::new(secrets.webhook_secret),
+        note_type: s
+            .note_type
+            .unwrap_or(crate::psa::autotask::client::DEFAULT_NOTE_TYPE),
+    })
+}
+
+pub fn freshdesk_config(
+    settings: &serde_json::Value,
+    secrets_json: &str,
+) -> Result<FreshdeskConfig, SourceError> {
+    let s: FreshdeskSettings = settings_of(settings)?;
+    let secrets: FreshdeskSecrets = secrets_of(secrets_json, PsaKind::Freshdesk)?;
+    Ok(FreshdeskConfig {
+        base_url: url_of("base_url", &s.base_url)?,
+        api_key: Secret::new(secrets.api_key),
+        webhook_secret: Secret::new(secrets.webhook_secret),
+        webhook_header: s
+            .webhook_header
+            .unwrap_or_else(|| DEFAULT_WEBHOOK_HEADER.to_owned()),
+    })
+}
+
+pub fn halo_config(
+    settings: &serde_json::Value,
+    secrets_json: &str,
+) -> Result<HaloConfig, SourceError> {
+    let s: HaloSettings = settings_of(settings)?;
+    let secrets: HaloSecrets = secrets_of(secrets_json, PsaKind::HaloPsa)?;
+    Ok(HaloConfig {
+        auth_url: url_of("auth_url", &s.auth_url)?,
+        api_url: url_of("api_url", &s.api_url)?,
+        tenant: s.tenant,
+        client_id: s.client_id,
+        client_secret: Secret::new(secrets.client_secret),
+        webhook_username: s.webhook_username,
+        webhook_secret: Secret::new(secrets.webhook_secret),
+    })
+}
+
+/// HTTP clients and caches shared by every connection, so connection pools, Autotask zones
+/// and HaloPSA tokens are reused across jobs.
 #[derive(Clone)]
 pub struct PsaHttp {
     pub connectwise: reqwest::Client,
+    /// Autotask, Freshdesk and HaloPSA.
+    pub others: reqwest::Client,
+    pub autotask_zones: ZoneCache,
+    pub halo_tokens: TokenCache,
 }
 
 impl PsaHttp {
     pub fn new() -> Result<PsaHttp, SourceError> {
         Ok(PsaHttp {
             connectwise: ConnectWiseClient::http_client()?,
+            others: crate::psa::http::http_client()?,
+            autotask_zones: ZoneCache::default(),
+            halo_tokens: TokenCache::default(),
         })
     }
 }
 
+/// What the client is for: webhooks need ConnectWise's signing-key fetcher, API calls not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Api,
+    Webhooks,
+}
+
 /// A client for the stored connection of the given kind.
+pub fn connect(
+    kind: &str,
+    settings: &serde_json::Value,
+    secrets_json: &str,
+    http: &PsaHttp,
+    purpose: Purpose,
+) -> Result<Arc<dyn Psa>, SourceError> {
+    let kind = PsaKind::parse(kind).ok_or_else(|| SourceError::UnknownKind(kind.to_owned()))?;
+    Ok(match kind {
+        PsaKind::ConnectWise => {
+            let config = connectwise_config(settings, secrets_json)?;
+            let mut client =
+                ConnectWiseClient::with_http(config.clone(), http.connectwise.clone())?;
+            if purpose == Purpose::Webhooks {
+                let verifier = CallbackVerifier::for_tenant(&config)
+                    .map_err(|e| SourceError::Settings(e.to_string()))?;
+                client = client.with_callback_verifier(Arc::new(verifier));
+            }
+            Arc::new(client)
+        }
+        PsaKind::Autotask => Arc::new(AutotaskClient::with_http(
+            autotask_config(settings, secrets_json)?,
+            http.others.clone(),
+            http.autotask_zones.clone(),
+        )?),
+        PsaKind::Freshdesk => Arc::new(FreshdeskClient::with_http(
+            freshdesk_config(settings, secrets_json)?,
+            http.others.clone(),
+        )?),
+        PsaKind::HaloPsa => Arc::new(HaloClient::with_http(
+            halo_config(settings, secrets_json)?,
+            http.others.clone(),
+            http.halo_tokens.clone(),
+        )?),
+    })
+}
+
+/// The flow's [`TicketSource`] for the stored connection of the given kind.
 pub fn ticket_source(
     kind: &str,
     settings: &serde_json::Value,
     secrets_json: &str,
     http: &PsaHttp,
 ) -> Result<Arc<dyn TicketSource>, SourceError> {
-    let psa: Arc<dyn Psa> = match kind {
-        "connectwise" => Arc::new(ConnectWiseClient::with_http(
-            connectwise_config(settings, secrets_json)?,
-            http.connectwise.clone(),
-        )?),
-        other => return Err(SourceError::UnknownKind(other.to_owned())),
-    };
+    let psa = connect(kind, settings, secrets_json, http, Purpose::Api)?;
     Ok(Arc::new(PsaTicketSource(psa)))
 }
 
 /// Adapts a [`Psa`] to the flow's [`TicketSource`].
 pub struct PsaTicketSource(pub Arc<dyn Psa>);
 
-fn remote(e: PsaError) -> RemoteError {
+/// A PSA failure in the flow's terms, keeping the wait the PSA asked for.
+pub fn remote(e: PsaError) -> RemoteError {
     RemoteError {
         retryable: e.is_retryable(),
+        retry_after: e.retry_after(),
         message: e.to_string(),
     }
 }

@@ -7,9 +7,12 @@ use app::model::Role;
 use crate::config::Config;
 use crate::crypto::MasterKey;
 use crate::psa::source::{ConnectWiseSecrets, ConnectWiseSettings};
-use crate::psa::{CompanyId, ContactId};
+use crate::psa::{CompanyId, ContactId, PsaKind};
+use crate::sim::autotask::AutotaskSim;
 use crate::sim::connectwise::ConnectWiseSim;
 use crate::sim::duo::{DuoSim, SimUser};
+use crate::sim::freshdesk::FreshdeskSim;
+use crate::sim::halopsa::HaloSim;
 use crate::startup::Application;
 use crate::storage::{DuoAccountRow, NewPsaConnection, Store};
 use crate::{auth, storage};
@@ -41,6 +44,155 @@ pub struct DemoWorld {
     pub organization_id: i64,
     pub company: CompanyId,
     pub contacts: DemoContacts,
+    /// One more tenant per PSA, each its own organization on the same Duo account.
+    pub autotask: Tenant<AutotaskSim>,
+    pub freshdesk: Tenant<FreshdeskSim>,
+    pub halo: Tenant<HaloSim>,
+}
+
+/// A simulated PSA tenant stored in deskproof as its own organization, with company Contoso
+/// mapped to it and the organization's Duo account on the Duo simulator.
+pub struct Tenant<S> {
+    pub sim: S,
+    pub connection_id: i64,
+    pub organization_id: i64,
+    /// Contoso in this PSA.
+    pub company: CompanyId,
+    /// Matches Duo user `alex.example` by e-mail, with a push phone.
+    pub alex: ContactId,
+    /// Matches Duo user `megan.bowen` by e-mail, with a push phone.
+    pub megan: ContactId,
+}
+
+/// Stores an organization with the Duo simulator's keys, a PSA connection and the mapping of
+/// `company` to the organization. Returns `(connection id, organization id)`.
+#[allow(clippy::too_many_arguments)]
+async fn store_tenant(
+    store: &Store,
+    key: &MasterKey,
+    duo: &DuoSim,
+    kind: PsaKind,
+    settings: serde_json::Value,
+    secrets_json: &str,
+    company: CompanyId,
+) -> anyhow::Result<(i64, i64)> {
+    let organization_id = store
+        .create_organization(&format!("Contoso ({})", kind.product()))
+        .await?;
+    let (auth_keys, admin_keys) = (duo.auth_keys(), duo.admin_keys());
+    store
+        .save_duo_account(&DuoAccountRow {
+            organization_id,
+            api_host: auth_keys.api_host.clone(),
+            auth_ikey: auth_keys.ikey.clone(),
+            auth_skey_sealed: key.seal(auth_keys.skey.expose()),
+            admin_ikey: admin_keys.ikey.clone(),
+            admin_skey_sealed: key.seal(admin_keys.skey.expose()),
+        })
+        .await?;
+    let connection_id = store
+        .create_psa_connection(&NewPsaConnection {
+            kind: kind.as_str().into(),
+            name: format!("{} (simulator)", kind.product()),
+            settings,
+            secrets_sealed: key.seal(secrets_json),
+        })
+        .await?;
+    store
+        .map_company(connection_id, &company.to_string(), organization_id)
+        .await?;
+    Ok((connection_id, organization_id))
+}
+
+/// Starts the Autotask, Freshdesk and HaloPSA simulators and stores one tenant for each,
+/// with their webhooks pointed at deskproof at `url`.
+pub async fn seed_other_psas(
+    store: &Store,
+    key: &MasterKey,
+    duo: &DuoSim,
+    url: &str,
+) -> anyhow::Result<(Tenant<AutotaskSim>, Tenant<FreshdeskSim>, Tenant<HaloSim>)> {
+    let at = AutotaskSim::start()
+        .await
+        .context("starting the Autotask simulator")?;
+    let company = at.add_company("Contoso");
+    let alex = at.add_contact(company, "Alex", "Example", "alex.example@contoso.example");
+    let megan = at.add_contact(company, "Megan", "Bowen", "megan.bowen@contoso.example");
+    let (settings, secrets) = at.connection();
+    let (connection_id, organization_id) = store_tenant(
+        store,
+        key,
+        duo,
+        PsaKind::Autotask,
+        serde_json::to_value(settings)?,
+        &serde_json::to_string(&secrets)?,
+        company,
+    )
+    .await?;
+    at.set_webhook_url(Some(format!("{url}/hooks/autotask/{connection_id}")));
+    let autotask = Tenant {
+        sim: at,
+        connection_id,
+        organization_id,
+        company,
+        alex,
+        megan,
+    };
+
+    let fd = FreshdeskSim::start()
+        .await
+        .context("starting the Freshdesk simulator")?;
+    let company = fd.add_company("Contoso");
+    let alex = fd.add_contact(company, "Alex Example", "alex.example@contoso.example");
+    let megan = fd.add_contact(company, "Megan Bowen", "megan.bowen@contoso.example");
+    let (settings, secrets) = fd.connection();
+    let (connection_id, organization_id) = store_tenant(
+        store,
+        key,
+        duo,
+        PsaKind::Freshdesk,
+        serde_json::to_value(settings)?,
+        &serde_json::to_string(&secrets)?,
+        company,
+    )
+    .await?;
+    fd.set_webhook_url(Some(format!("{url}/hooks/freshdesk/{connection_id}")));
+    let freshdesk = Tenant {
+        sim: fd,
+        connection_id,
+        organization_id,
+        company,
+        alex,
+        megan,
+    };
+
+    let halo = HaloSim::start()
+        .await
+        .context("starting the HaloPSA simulator")?;
+    let company = halo.add_client("Contoso");
+    let alex = halo.add_user(company, "Alex Example", "alex.example@contoso.example");
+    let megan = halo.add_user(company, "Megan Bowen", "megan.bowen@contoso.example");
+    let (settings, secrets) = halo.connection();
+    let (connection_id, organization_id) = store_tenant(
+        store,
+        key,
+        duo,
+        PsaKind::HaloPsa,
+        serde_json::to_value(settings)?,
+        &serde_json::to_string(&secrets)?,
+        company,
+    )
+    .await?;
+    halo.set_webhook_url(Some(format!("{url}/hooks/halopsa/{connection_id}")));
+    let halo = Tenant {
+        sim: halo,
+        connection_id,
+        organization_id,
+        company,
+        alex,
+        megan,
+    };
+    Ok((autotask, freshdesk, halo))
 }
 
 /// The Contoso contacts in the ConnectWise simulator, one per interesting case.
@@ -139,6 +291,7 @@ pub async fn seed_world_in(
     cw.set_callback_url(Some(format!(
         "{deskproof_url}/hooks/connectwise/{connection_id}?recordId="
     )));
+    let (autotask, freshdesk, halo) = seed_other_psas(store, key, &duo, deskproof_url).await?;
     Ok(DemoWorld {
         duo,
         duo_url,
@@ -147,6 +300,9 @@ pub async fn seed_world_in(
         organization_id,
         company,
         contacts,
+        autotask,
+        freshdesk,
+        halo,
     })
 }
 
@@ -171,6 +327,52 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("ConnectWise simulator (company Contoso):");
     println!("  new ticket:    {}/sim/new-ticket", world.cw.url());
     println!("  tickets:       {}/sim/tickets/{{id}}", world.cw.url());
+    println!();
+    println!(
+        "Autotask simulator (organization \"Contoso (Autotask)\", connection {}):",
+        world.autotask.connection_id
+    );
+    println!("  autotask api:  {}", world.autotask.sim.url());
+    println!(
+        "  autotask hook: {}/hooks/autotask/{}",
+        url, world.autotask.connection_id
+    );
+    println!(
+        "Freshdesk simulator (organization \"Contoso (Freshdesk)\", connection {}):",
+        world.freshdesk.connection_id
+    );
+    println!("  freshdesk api:  {}", world.freshdesk.sim.url());
+    println!(
+        "  freshdesk hook: {}/hooks/freshdesk/{}",
+        url, world.freshdesk.connection_id
+    );
+    println!(
+        "HaloPSA simulator (organization \"Contoso (HaloPSA)\", connection {}):",
+        world.halo.connection_id
+    );
+    println!("  halopsa api:  {}", world.halo.sim.url());
+    println!(
+        "  halopsa hook: {}/hooks/halopsa/{}",
+        url, world.halo.connection_id
+    );
+    println!("Each has the contacts Alex Example and Megan Bowen. Create a ticket (its webhook is");
+    println!("sent to deskproof at once) with, for Alex:");
+    println!(
+        "  curl -X POST -H 'content-type: application/json' -d '{{\"contact\": {}, \"title\": \"Password reset\"}}' {}/sim/tickets",
+        world.autotask.alex,
+        world.autotask.sim.url()
+    );
+    println!(
+        "  curl -X POST -H 'content-type: application/json' -d '{{\"contact\": {}, \"subject\": \"Password reset\"}}' {}/sim/tickets",
+        world.freshdesk.alex,
+        world.freshdesk.sim.url()
+    );
+    println!(
+        "  curl -X POST -H 'content-type: application/json' -d '{{\"user\": {}, \"summary\": \"Password reset\"}}' {}/sim/tickets",
+        world.halo.alex,
+        world.halo.sim.url()
+    );
+    println!("and read the ticket's notes (the verification link) at <simulator>/sim/tickets/<id>/notes.");
     println!();
     println!("Duo simulator phones:");
     for user in [

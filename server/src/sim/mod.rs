@@ -1,8 +1,12 @@
 //! Simulators of Duo and the PSAs, for the demo and for tests. They are as strict as the real
 //! services: bad signatures, paging and rate limits are enforced.
+pub mod autotask;
+pub mod common;
 pub mod connectwise;
 pub mod demo;
 pub mod duo;
+pub mod freshdesk;
+pub mod halopsa;
 
 /// Escapes text for HTML element content and attribute values in the simulators' pages.
 pub(crate) fn escape_html(text: &str) -> String {

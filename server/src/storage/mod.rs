@@ -104,6 +104,18 @@ pub trait Storage: Send + Sync + 'static {
         now: i64,
     ) -> Result<bool, StorageError>;
     async fn ticket_case(&self, id: i64) -> Result<Option<TicketCase>, StorageError>;
+
+    /// Where the scheduled sweep of a PSA connection got to: the time (milliseconds since
+    /// 1970) up to which its new tickets were listed, or `None` before its first sweep.
+    async fn sweep_watermark(&self, connection_id: i64) -> Result<Option<i64>, StorageError>;
+    /// Records (inserting or replacing) how far the sweep of a connection got. Called only
+    /// after every ticket listed up to `swept_until` went through [`Storage::record_delivery`],
+    /// so a failed sweep is repeated from the old watermark.
+    async fn save_sweep_watermark(
+        &self,
+        connection_id: i64,
+        swept_until: i64,
+    ) -> Result<(), StorageError>;
     /// Saves the case and queues the note its new state calls for, in one transaction, so a
     /// stop between the two can never leave a state change without its note.
     async fn update_ticket_case(

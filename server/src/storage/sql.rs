@@ -574,6 +574,34 @@ impl Storage for SqlStorage {
         Ok(true)
     }
 
+    async fn sweep_watermark(&self, connection_id: i64) -> Result<Option<i64>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT swept_until FROM psa_sweeps WHERE connection_id = $1")
+                .bind(connection_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn save_sweep_watermark(
+        &self,
+        connection_id: i64,
+        swept_until: i64,
+    ) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
+        sqlx::query(
+            "INSERT INTO psa_sweeps (connection_id, swept_until) VALUES ($1, $2) \
+             ON CONFLICT (connection_id) DO UPDATE SET swept_until = excluded.swept_until, \
+             updated_at = $3",
+        )
+        .bind(connection_id)
+        .bind(swept_until)
+        .bind(now_text())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn ticket_case(&self, id: i64) -> Result<Option<TicketCase>, StorageError> {
         let row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM tickets WHERE id = $1"))
             .bind(id)

@@ -1,6 +1,7 @@
 //! What the flow needs from a PSA and from Duo, in the flow's own terms. The PSA and Duo
 //! modules provide these; tests and the flow never depend on one vendor's wire format.
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::verify::matching::Candidate;
 
@@ -11,6 +12,8 @@ pub struct RemoteError {
     pub message: String,
     /// A later try may work (rate limit, 5xx, network).
     pub retryable: bool,
+    /// The remote system asked not to be called again before this (`Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl RemoteError {
@@ -18,6 +21,7 @@ impl RemoteError {
         RemoteError {
             message: message.into(),
             retryable: true,
+            retry_after: None,
         }
     }
 
@@ -25,6 +29,7 @@ impl RemoteError {
         RemoteError {
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
     }
 }

@@ -116,7 +116,9 @@ impl Worker {
             // A push still waiting: poll again straight away (the poll itself waits).
             Ok(false) => store.retry_job(job.id, now_ms(), "waiting").await,
             Err(FlowError::Remote(e)) if e.retryable => {
-                let delay = self.backoff_ms(job.attempts);
+                // Never sooner than the remote system asked (`Retry-After`).
+                let asked = e.retry_after.map_or(0, |d| d.as_millis() as u64);
+                let delay = self.backoff_ms(job.attempts).max(asked);
                 tracing::warn!(job.id = job.id, kind = %job.kind, error = %e, delay_ms = delay,
                     "will try again");
                 store

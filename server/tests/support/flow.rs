@@ -137,6 +137,19 @@ impl FlowApp {
             "{}/hooks/connectwise/{}?recordId=",
             self.url, self.world.connection_id
         )));
+        let w = &self.world;
+        w.autotask.sim.set_webhook_url(Some(format!(
+            "{}/hooks/autotask/{}",
+            self.url, w.autotask.connection_id
+        )));
+        w.freshdesk.sim.set_webhook_url(Some(format!(
+            "{}/hooks/freshdesk/{}",
+            self.url, w.freshdesk.connection_id
+        )));
+        w.halo.sim.set_webhook_url(Some(format!(
+            "{}/hooks/halopsa/{}",
+            self.url, w.halo.connection_id
+        )));
         self.server = Some(serve(app));
         sign_in(&self.client, &self.url).await;
     }
@@ -292,4 +305,71 @@ pub fn claims_in(token: &str) -> (i64, i64, i64) {
         .collect();
     assert_eq!(parts.len(), 3, "{payload}");
     (parts[0], parts[1], parts[2])
+}
+
+/// Polls `read` until `done` holds for what it returns (at most 20 s); returns that value.
+pub async fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let value = read();
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {value:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl FlowApp {
+    /// Runs a `SELECT COUNT(*) …` with one bound integer (a connection id).
+    pub async fn count_for(&self, sql: &str, connection_id: i64) -> i64 {
+        sqlx::query_scalar(sql)
+            .bind(connection_id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Inbound deliveries, ticket cases and notes stored for one connection.
+    pub async fn stored_for(&self, connection_id: i64) -> (i64, i64, i64) {
+        (
+            self.count_for(
+                "SELECT COUNT(*) FROM inbound_events WHERE connection_id = ?",
+                connection_id,
+            )
+            .await,
+            self.count_for(
+                "SELECT COUNT(*) FROM tickets WHERE connection_id = ?",
+                connection_id,
+            )
+            .await,
+            self.count_for(
+                "SELECT COUNT(*) FROM notes n JOIN tickets t ON t.id = n.ticket_ref \
+                 WHERE t.connection_id = ?",
+                connection_id,
+            )
+            .await,
+        )
+    }
+
+    /// Sends the push for a link token, has `duo_user` approve it and checks the attempt
+    /// ends approved.
+    pub async fn push_and_approve(&self, token: &str, duo_user: &str) {
+        let attempt = self.send_push(token).await;
+        assert_eq!(attempt["state"], "pushed", "{attempt}");
+        self.world
+            .duo
+            .wait_for_push(duo_user, Duration::from_secs(5))
+            .await
+            .expect("a push reached the phone");
+        self.world
+            .duo
+            .approve_latest(duo_user)
+            .expect("pending push");
+        assert_eq!(self.wait_for_outcome(token).await["state"], "approved");
+    }
 }

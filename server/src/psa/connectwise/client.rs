@@ -11,11 +11,17 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use url::Url;
 
+use std::sync::Arc;
+
+use super::callback::{CallbackError, CallbackVerifier};
 use super::model::{
     ApiError, CallbackEntry, CwContact, CwNote, CwTicket, HostedSetup, InternalNoteRequest,
     MemberInfo,
 };
-use crate::psa::{Contact, ContactId, NoteId, Psa, PsaError, PsaKind, Ticket, TicketId};
+use crate::psa::{
+    Contact, ContactId, Inbound, InboundRequest, NoteId, Psa, PsaError, PsaKind, Ticket, TicketId,
+    WebhookError,
+};
 use crate::secret::Secret;
 
 /// How to reach one ConnectWise tenant.
@@ -52,6 +58,8 @@ pub struct ConnectWiseClient {
     client_id: String,
     authorization: Secret,
     page_size: u32,
+    /// Checks inbound callbacks; absent on clients built only to call the API.
+    callbacks: Option<Arc<CallbackVerifier>>,
 }
 
 impl std::fmt::Debug for ConnectWiseClient {
@@ -106,7 +114,15 @@ impl ConnectWiseClient {
             client_id: config.client_id,
             authorization,
             page_size: MAX_PAGE_SIZE,
+            callbacks: None,
         })
+    }
+
+    /// Lets [`Psa::check_webhook`] verify callbacks with `verifier` (which caches signing keys,
+    /// so keep one per tenant).
+    pub fn with_callback_verifier(mut self, verifier: Arc<CallbackVerifier>) -> Self {
+        self.callbacks = Some(verifier);
+        self
     }
 
     /// Sets the page size of collection reads (clamped to 1..=1000).
@@ -377,6 +393,51 @@ impl Psa for ConnectWiseClient {
             .into_iter()
             .find(|n| n.text.as_deref().is_some_and(|t| t.contains(marker)))
             .map(|n| NoteId(n.id)))
+    }
+
+    /// `x-content-signature` with the key behind `Metadata.key_url`; only `added` tickets count.
+    async fn check_webhook(&self, request: &InboundRequest<'_>) -> Result<Inbound, WebhookError> {
+        let verifier = self.callbacks.as_ref().ok_or_else(|| {
+            WebhookError::Unavailable("callback checking is not set up for this connection".into())
+        })?;
+        let event = verifier
+            .verify_request(request.headers, request.body)
+            .await
+            .map_err(|e| match e {
+                CallbackError::MissingSignature
+                | CallbackError::BadSignature
+                | CallbackError::KeyUrlNotAllowed { .. } => {
+                    WebhookError::Unauthenticated(e.to_string())
+                }
+                CallbackError::Malformed(_) => WebhookError::Malformed(e.to_string()),
+                CallbackError::KeyFetch(_) => {
+                    tracing::warn!(error = %e, "callback key unavailable");
+                    WebhookError::Unavailable("the signing key could not be fetched".into())
+                }
+            })?;
+        Ok(match event.ticket_id.filter(|_| event.is_ticket_added()) {
+            Some(ticket) => Inbound::NewTicket {
+                delivery_key: if event.message_id.is_empty() {
+                    format!("added:{ticket}")
+                } else {
+                    event.message_id.clone()
+                },
+                ticket,
+            },
+            None => Inbound::Ignored("ignored: only new tickets are verified".into()),
+        })
+    }
+
+    async fn tickets_created_since(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<TicketId>, PsaError> {
+        Ok(self
+            .list_tickets_since(since)
+            .await?
+            .into_iter()
+            .map(|t| TicketId(t.id))
+            .collect())
     }
 }
 
