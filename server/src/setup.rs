@@ -48,6 +48,10 @@ pub struct ConnectWiseSetup {
     /// PSA company id → organization name.
     #[serde(default)]
     pub companies: Vec<CompanyMapping>,
+    /// The ConnectWise web origins (e.g. `https://na.myconnectwise.net`) whose ticket screens
+    /// may host the deskproof pod. Empty: the pod is off for this connection.
+    #[serde(default)]
+    pub pod_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +94,18 @@ impl SetupFile {
         for c in &self.connectwise {
             url::Url::parse(&c.base_url)
                 .with_context(|| format!("connectwise {:?}: base_url", c.name))?;
+            for origin in &c.pod_origins {
+                let url = url::Url::parse(origin)
+                    .with_context(|| format!("connectwise {:?}: pod_origins", c.name))?;
+                if !matches!(url.scheme(), "http" | "https")
+                    || url.origin().ascii_serialization() != origin.trim_end_matches('/')
+                {
+                    bail!(
+                        "connectwise {:?}: pod origin {origin:?} must be scheme://host[:port] only",
+                        c.name
+                    );
+                }
+            }
             for m in &c.companies {
                 if !names.contains(m.organization.as_str()) {
                     bail!(
@@ -138,11 +154,15 @@ impl SetupFile {
             let secrets = serde_json::to_string(&ConnectWiseSecrets {
                 private_key: c.private_key.clone(),
             })?;
+            let mut settings = serde_json::to_value(settings)?;
+            if !c.pod_origins.is_empty() {
+                settings["pod_origins"] = serde_json::json!(c.pod_origins);
+            }
             let id = store
                 .create_psa_connection(&NewPsaConnection {
                     kind: "connectwise".into(),
                     name: c.name.clone(),
-                    settings: serde_json::to_value(settings)?,
+                    settings,
                     secrets_sealed: key.seal(&secrets),
                 })
                 .await?;

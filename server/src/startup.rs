@@ -17,6 +17,7 @@ use crate::storage::{self, Store};
 use crate::verify::clients::StoredClients;
 use crate::verify::directory::{DirectoryCache, DirectoryMode};
 use crate::verify::flow::{Flow, FlowSettings};
+use crate::verify::pod::PodGate;
 use crate::verify::worker::Worker;
 
 /// A bound, ready-to-serve deskproof. Tests build one on port 0.
@@ -76,6 +77,7 @@ impl Application {
                 store: store.clone(),
                 flow: flow.clone(),
                 worker: worker.clone(),
+                pod: PodGate::new(flow.clone())?,
             }),
             config: Arc::new(config),
             flow: flow.clone(),

@@ -15,6 +15,8 @@ use crate::{auth, storage};
 
 pub const DEMO_ADMIN: (&str, &str) = ("admin", "demo-admin-password");
 pub const DEMO_TECHNICIAN: (&str, &str) = ("tech", "demo-tech-password");
+/// The ConnectWise member signed in to the simulated ticket screen: identifier and member hash.
+pub const DEMO_MEMBER: (&str, &str) = ("jtech", "sim-member-hash-7f3c9a");
 
 /// Creates the demo accounts unless they exist.
 pub async fn seed_accounts(store: &Store) -> anyhow::Result<()> {
@@ -112,6 +114,9 @@ pub async fn seed_world(app: &Application) -> anyhow::Result<DemoWorld> {
         public_key: cw_config.public_key.clone(),
         client_id: cw_config.client_id.clone(),
     };
+    let mut settings = serde_json::to_value(settings)?;
+    // The simulator's ticket screen is the ConnectWise origin that hosts the pod.
+    settings["pod_origins"] = serde_json::json!([cw.url()]);
     let secrets = serde_json::to_string(&ConnectWiseSecrets {
         private_key: cw_config.private_key.expose().to_owned(),
     })?;
@@ -119,7 +124,7 @@ pub async fn seed_world(app: &Application) -> anyhow::Result<DemoWorld> {
         .create_psa_connection(&NewPsaConnection {
             kind: "connectwise".into(),
             name: "ConnectWise (simulator)".into(),
-            settings: serde_json::to_value(settings)?,
+            settings,
             secrets_sealed: key.seal(&secrets),
         })
         .await?;
@@ -131,6 +136,8 @@ pub async fn seed_world(app: &Application) -> anyhow::Result<DemoWorld> {
         "{}/hooks/connectwise/{connection_id}?recordId=",
         app.url()
     )));
+    cw.add_member(DEMO_MEMBER.0, DEMO_MEMBER.1);
+    cw.set_pod_url(Some(format!("{}/pod/connectwise/{connection_id}", app.url())));
     Ok(DemoWorld {
         duo,
         duo_url,
@@ -163,6 +170,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("ConnectWise simulator (company Contoso):");
     println!("  new ticket:    {}/sim/new-ticket", world.cw.url());
     println!("  tickets:       {}/sim/tickets/{{id}}", world.cw.url());
+    println!(
+        "  ticket screen: {}/sim/connectwise/tickets/{{id}}/screen (with the deskproof pod)",
+        world.cw.url()
+    );
     println!();
     println!("Duo simulator phones:");
     for user in [
