@@ -52,8 +52,8 @@ pub fn error_text(e: &ServerFnError) -> String {
 // ConnectWise pod. The pod token lives in the page's memory only and is sent with each call:
 // inside ConnectWise's iframe, third-party cookies may be blocked or partitioned.
 
-#[server(prefix = "/api", endpoint = "pod_frame")]
-pub async fn pod_frame(connection_id: i64) -> Result<PodFrame, ServerFnError> {
+#[server(prefix = "/api", endpoint = "pod_origins")]
+pub async fn pod_origins(connection_id: i64) -> Result<PodFrame, ServerFnError> {
     let backend = crate::backend::pod_context()?;
     Ok(backend.pod_frame(connection_id).await?)
 }

@@ -6,11 +6,12 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{error_text, pod_frame, pod_status, pod_verify};
+use crate::api::{error_text, pod_origins, pod_status, pod_verify};
 use crate::model::{AttemptRow, PodFrame, PodView};
 
 /// Where the handshake with ConnectWise stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))] // Only the browser moves past Connecting.
 pub(crate) enum Stage {
     Connecting,
     Checking,
@@ -29,7 +30,7 @@ pub fn PodPage() -> impl IntoView {
     };
     let frame = Resource::new(connection, |c| async move {
         match c {
-            Some(c) => pod_frame(c).await.map(Some),
+            Some(c) => pod_origins(c).await.map(Some),
             None => Ok(None),
         }
     });
