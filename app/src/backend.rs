@@ -98,7 +98,8 @@ pub async fn request_context() -> Result<(SharedBackend, Session), leptos::prelu
 /// The backend of the request being served, for pod calls: they carry no session.
 pub fn pod_context() -> Result<SharedBackend, leptos::prelude::ServerFnError> {
     use leptos::prelude::*;
-    use_context::<SharedBackend>().ok_or_else(|| ServerFnError::new("server is missing its backend"))
+    use_context::<SharedBackend>()
+        .ok_or_else(|| ServerFnError::new("server is missing its backend"))
 }
 
 impl From<BackendError> for leptos::prelude::ServerFnError {

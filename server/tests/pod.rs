@@ -93,7 +93,9 @@ async fn a_confirmed_member_verifies_the_ticket_from_the_pod() {
         .await;
     let outcome = notes.last().expect("outcome note");
     assert!(
-        outcome.text.contains("requested by Jordan Tech (jtech, ConnectWise)"),
+        outcome
+            .text
+            .contains("requested by Jordan Tech (jtech, ConnectWise)"),
         "{outcome:?}"
     );
     let (status, view) = pod_call(&app, "pod_status", &[("pod_token", &token)]).await;
@@ -168,10 +170,10 @@ async fn a_ticket_of_a_company_this_connection_does_not_map_is_refused() {
         .world
         .cw
         .add_contact_at(Some(fabrikam), "Dana", "Fab", "dana@fabrikam.example");
-    let noel = app
-        .world
-        .cw
-        .add_contact_at(Some(northwind), "Noel", "North", "noel@northwind.example");
+    let noel =
+        app.world
+            .cw
+            .add_contact_at(Some(northwind), "Noel", "North", "noel@northwind.example");
     let fab_ticket = app
         .world
         .cw
@@ -187,7 +189,13 @@ async fn a_ticket_of_a_company_this_connection_does_not_map_is_refused() {
 
     // Act
     let fab = open_pod(&app, &fab_ticket.to_string(), DEMO_MEMBER.0, DEMO_MEMBER.1).await;
-    let north = open_pod(&app, &north_ticket.to_string(), DEMO_MEMBER.0, DEMO_MEMBER.1).await;
+    let north = open_pod(
+        &app,
+        &north_ticket.to_string(),
+        DEMO_MEMBER.0,
+        DEMO_MEMBER.1,
+    )
+    .await;
     let nonsense = open_pod(&app, "1 OR 1=1", DEMO_MEMBER.0, DEMO_MEMBER.1).await;
 
     // Assert
@@ -236,9 +244,9 @@ async fn pod_mode_notes_point_to_the_pod_and_carry_no_link() {
     let notes = app.wait_for_note(ticket, "DENIED").await;
     assert_eq!(notes.len(), 2, "{notes:#?}");
     assert!(
-        notes[0].text.contains(
-            "can be verified in the deskproof pod on this ticket's screen"
-        ),
+        notes[0]
+            .text
+            .contains("can be verified in the deskproof pod on this ticket's screen"),
         "{notes:#?}"
     );
     assert!(

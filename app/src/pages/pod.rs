@@ -112,6 +112,7 @@ fn Pod(frame: PodFrame) -> impl IntoView {
 fn PodTicket(current: RwSignal<Option<PodView>>, token: RwSignal<Option<String>>) -> impl IntoView {
     let pod_token = move || token.get_untracked().unwrap_or_default();
     let verify = Action::new(move |_: &()| pod_verify(pod_token()));
+    let lost = RwSignal::new(None::<String>);
     let verify_error = move || {
         verify
             .value()
@@ -119,7 +120,8 @@ fn PodTicket(current: RwSignal<Option<PodView>>, token: RwSignal<Option<String>>
             .and_then(|r| r.err())
             .map(|e| error_text(&e))
     };
-    let latest = move || current.with(|v| v.as_ref().and_then(|v| v.page.attempts.first().cloned()));
+    let latest =
+        move || current.with(|v| v.as_ref().and_then(|v| v.page.attempts.first().cloned()));
     let waiting = move || {
         current.with(|v| {
             v.as_ref().is_some_and(|v| {
@@ -144,8 +146,13 @@ fn PodTicket(current: RwSignal<Option<PodView>>, token: RwSignal<Option<String>>
             move || {
                 if waiting() {
                     leptos::task::spawn_local(async move {
-                        if let Ok(v) = pod_status(pod_token()).await {
-                            current.set(Some(v));
+                        match pod_status(pod_token()).await {
+                            Ok(v) => {
+                                lost.set(None);
+                                current.set(Some(v));
+                            }
+                            // E.g. the pod token expired: say so rather than wait for ever.
+                            Err(e) => lost.set(Some(error_text(&e))),
                         }
                     });
                 }
@@ -160,7 +167,10 @@ fn PodTicket(current: RwSignal<Option<PodView>>, token: RwSignal<Option<String>>
     });
 
     let can_push = move || {
-        current.with(|v| v.as_ref().is_some_and(|v| !v.reading && v.page.problem.is_none()))
+        current.with(|v| {
+            v.as_ref()
+                .is_some_and(|v| !v.reading && v.page.problem.is_none())
+        })
     };
     let busy = move || verify.pending().get() || waiting();
     let label = move || match latest() {
@@ -202,6 +212,9 @@ fn PodTicket(current: RwSignal<Option<PodView>>, token: RwSignal<Option<String>>
                 .with(|v| v.as_ref().and_then(|v| v.page.problem.clone()))
                 .filter(|_| !current.with(|v| v.as_ref().is_some_and(|v| v.reading)))
                 .map(|p| view! { <p class="notice" data-testid="pod-problem">{p}</p> })
+        }}
+        {move || {
+            lost.get().map(|e| view! { <p class="error" role="alert" data-testid="pod-lost">{e}</p> })
         }}
         <Show when=move || verify_error().is_some()>
             <p class="error" role="alert" data-testid="pod-verify-error">{verify_error}</p>
@@ -353,7 +366,7 @@ mod handshake {
         token: RwSignal<Option<String>>,
     ) {
         let origin = e.origin();
-        if !origins.iter().any(|o| *o == origin) {
+        if !origins.contains(&origin) {
             return;
         }
         let from_parent = e
@@ -390,7 +403,9 @@ mod handshake {
             });
             post(parent, &origin, &ack);
             if event == "onLoad" && l.ticket.is_none() {
-                let screen = msg.pointer("/data/screenObject/screen").and_then(Value::as_str);
+                let screen = msg
+                    .pointer("/data/screenObject/screen")
+                    .and_then(Value::as_str);
                 if screen.is_some_and(|s| !s.eq_ignore_ascii_case("ticket")) {
                     stage.set(Stage::Failed(
                         "deskproof's pod belongs on the service ticket screen.".into(),
@@ -436,8 +451,7 @@ mod handshake {
         };
         let (Some(member_id), Some(member_hash)) = (text("memberid"), text("memberHash")) else {
             stage.set(Stage::Failed(
-                "ConnectWise did not say who is signed in. Reload the ticket and try again."
-                    .into(),
+                "ConnectWise did not say who is signed in. Reload the ticket and try again.".into(),
             ));
             return;
         };

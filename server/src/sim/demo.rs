@@ -137,7 +137,10 @@ pub async fn seed_world(app: &Application) -> anyhow::Result<DemoWorld> {
         app.url()
     )));
     cw.add_member(DEMO_MEMBER.0, DEMO_MEMBER.1);
-    cw.set_pod_url(Some(format!("{}/pod/connectwise/{connection_id}", app.url())));
+    cw.set_pod_url(Some(format!(
+        "{}/pod/connectwise/{connection_id}",
+        app.url()
+    )));
     Ok(DemoWorld {
         duo,
         duo_url,

@@ -343,7 +343,10 @@ mod tests {
     fn a_token_round_trips_until_it_expires() {
         let token = sign(&KEY, &claims());
         assert_eq!(verify(&KEY, &token, 999).ok(), Some(claims()));
-        assert!(matches!(verify(&KEY, &token, 1_001), Err(PodError::Expired)));
+        assert!(matches!(
+            verify(&KEY, &token, 1_001),
+            Err(PodError::Expired)
+        ));
     }
 
     #[test]

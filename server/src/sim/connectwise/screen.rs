@@ -93,7 +93,12 @@ async fn ticket_screen(
         None => serde_json::Value::Null,
     };
     let signed_in = member
-        .map(|m| escape(&format!("{} {} ({})", m.first_name, m.last_name, m.identifier)))
+        .map(|m| {
+            escape(&format!(
+                "{} {} ({})",
+                m.first_name, m.last_name, m.identifier
+            ))
+        })
         .unwrap_or_else(|| "nobody".into());
     let pod = match &s.pod_url {
         Some(url) => {
