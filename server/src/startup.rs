@@ -77,7 +77,7 @@ impl Application {
                 store: store.clone(),
                 flow: flow.clone(),
                 worker: worker.clone(),
-                pod: PodGate::new(flow.clone())?,
+                pod: PodGate::new(flow.clone(), worker.clone())?,
             }),
             config: Arc::new(config),
             flow: flow.clone(),

@@ -108,6 +108,12 @@ async fn a_confirmed_member_verifies_the_ticket_from_the_pod() {
             .any(|e| e.actor == "Jordan Tech (jtech, ConnectWise)" && e.action == "push sent"),
         "{audit:#?}"
     );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.actor == "Jordan Tech (jtech, ConnectWise)" && e.action == "pod opened"),
+        "{audit:#?}"
+    );
 }
 
 #[tokio::test]
@@ -276,6 +282,8 @@ async fn a_ticket_the_callback_never_announced_is_taken_in_by_the_pod() {
     assert_eq!(view["page"]["contact"], "Alex Example", "{view}");
     assert!(view["page"]["problem"].is_null(), "{view}");
     app.wait_for_note(ticket, "/verify/").await;
+    app.wait_until_idle().await;
+    assert_eq!(app.note_texts(ticket).len(), 1, "one link note");
 }
 
 #[tokio::test]

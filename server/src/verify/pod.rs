@@ -7,6 +7,8 @@
 //! handed out: a short-lived, signed statement of member, ticket case and organization that
 //! the page keeps in memory and sends with every later call (no cookie is needed, so browsers
 //! that block third-party cookies inside the iframe still work).
+use std::time::{Duration, Instant};
+
 use app::backend::PodOpen;
 use app::model::PodView;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -19,8 +21,9 @@ use crate::psa::connectwise::ConnectWiseClient;
 use crate::psa::source::connectwise_config;
 use crate::psa::PsaError;
 use crate::secret::Secret;
-use crate::storage::{Attempt, PsaConnectionRow, StorageError, Store, TicketCase};
+use crate::storage::{Attempt, AuditEntry, PsaConnectionRow, StorageError, Store, TicketCase};
 use crate::verify::flow::{now, now_ms, Flow, FlowError};
+use crate::verify::worker::Worker;
 
 /// How long a pod token works. The pod asks ConnectWise again after a reload.
 pub const POD_TOKEN_MINUTES: i64 = 30;
@@ -135,13 +138,19 @@ fn plausible_member_id(id: &str) -> bool {
 #[derive(Clone)]
 pub struct PodGate {
     pub flow: Flow,
+    worker: Worker,
     http: reqwest::Client,
 }
 
+/// How long opening a pod waits for a ticket it had to take in before it answers with the
+/// ticket still being read (the page then asks again).
+const INTAKE_WAIT: Duration = Duration::from_secs(5);
+
 impl PodGate {
-    pub fn new(flow: Flow) -> Result<PodGate, PsaError> {
+    pub fn new(flow: Flow, worker: Worker) -> Result<PodGate, PsaError> {
         Ok(PodGate {
             flow,
+            worker,
             http: ConnectWiseClient::http_client()?,
         })
     }
@@ -198,9 +207,13 @@ impl PodGate {
                 PodError::NotServed
             })?;
 
+        // A ticket deskproof has not seen yet is taken in by the workers, as if its callback
+        // had arrived, so its first note is written exactly once.
         let mut case = self.case_for(connection.id, ticket).await?;
-        if case.state == "received" {
-            self.flow.intake(case.id).await?;
+        let deadline = Instant::now() + INTAKE_WAIT;
+        while case.state == "received" && Instant::now() < deadline {
+            self.worker.nudge();
+            tokio::time::sleep(Duration::from_millis(100)).await;
             case = self.case_for(connection.id, ticket).await?;
         }
         if case.organization_id.is_some_and(|o| o != organization_id) {
@@ -214,6 +227,15 @@ impl PodGate {
             expires_at: now() + POD_TOKEN_MINUTES * 60,
         };
         let token = sign(self.flow.key.link_key(), &claims);
+        self.store()
+            .append_audit(&AuditEntry {
+                actor: claims.member.clone(),
+                action: "pod opened".into(),
+                organization_id: Some(organization_id),
+                ticket: Some(case.ticket_id.clone()),
+                ..Default::default()
+            })
+            .await?;
         tracing::info!(case.id = case.id, "pod opened");
         let view = self.view_of(&case, &claims).await?;
         Ok((token, view))
