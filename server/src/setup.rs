@@ -182,3 +182,46 @@ impl SetupFile {
         Ok(lines)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(pod_origins: &str) -> anyhow::Result<SetupFile> {
+        let text = format!(
+            r#"
+[[connectwise]]
+name = "CW"
+base_url = "https://api-na.myconnectwise.net/v4_6_release/apis/3.0"
+company_id = "examplemsp"
+public_key = "pub"
+private_key = "priv"
+client_id = "id"
+pod_origins = {pod_origins}
+"#
+        );
+        let file: SetupFile = toml::from_str(&text)?;
+        file.check()?;
+        Ok(file)
+    }
+
+    #[test]
+    fn pod_origins_must_be_bare_origins() {
+        let ok = file(r#"["https://na.myconnectwise.net"]"#).map(|f| f.connectwise);
+        assert_eq!(
+            ok.map(|c| c[0].pod_origins.clone()).ok(),
+            Some(vec!["https://na.myconnectwise.net".to_owned()])
+        );
+        for bad in [
+            r#"["https://na.myconnectwise.net/v4_6_release"]"#,
+            r#"["javascript:alert(1)"]"#,
+            r#"["na.myconnectwise.net"]"#,
+        ] {
+            let err = file(bad)
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(err.contains("pod"), "{bad}: {err}");
+        }
+    }
+}
