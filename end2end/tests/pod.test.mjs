@@ -84,6 +84,14 @@ test('the pod in the ticket screen verifies the contact without a reload', async
   assert.match(await pod.textContent('[data-testid=pod-member]'), /Jordan Tech \(jtech, ConnectWise\)/);
   await screenshot(screen, 'pod-ready');
 
+  // Saving the ticket sends beforeSave, which ConnectWise waits on: the pod acknowledges it.
+  await screen.evaluate(() => window.saveTicket());
+  await screen.waitForFunction(
+    () => window.__hosted.acks.some((a) => a.event === 'beforeSave' && a._id === 2 && a.result === 'success'),
+    null,
+    { timeout: 5000 },
+  );
+
   // A marker in the pod's window survives only if the pod never reloads.
   await pod.evaluate(() => { window.__sameDocument = true; });
   await pod.click('[data-testid=pod-verify]');

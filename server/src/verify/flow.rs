@@ -262,7 +262,7 @@ impl Flow {
 
     /// Step 2: a technician asked for a push. Finds the one Duo user and sends the push, or
     /// records why not. Never called from a GET.
-    #[tracing::instrument(skip(self, technician_name), fields(ticket.id = %case.ticket_id))]
+    #[tracing::instrument(skip(self, case, technician_name), fields(ticket.id = %case.ticket_id))]
     pub async fn request_push(
         &self,
         case: &TicketCase,

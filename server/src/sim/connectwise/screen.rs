@@ -5,7 +5,8 @@
 //! `MessageFrameID` and then `onLoad` after `ready`, and hands out the signed-in member's
 //! credentials only for a `getMemberAuthentication` request carrying the frame id, once
 //! `onLoad` was acknowledged. `?member=ID` picks the signed-in member (default: the first);
-//! `?hold` keeps the screen from answering `ready` until `window.releaseHold()` is called.
+//! `?hold` keeps the screen from answering `ready` until `window.releaseHold()` is called;
+//! `window.saveTicket()` sends `beforeSave`, which the pod must acknowledge like any event.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -144,6 +145,9 @@ async fn ticket_screen(
     }}
   }});
   window.releaseHold = () => {{ hold = false; if (readyWaiting) start(); }};
+  // Saving the ticket: ConnectWise waits for the pod to acknowledge `beforeSave`.
+  window.saveTicket = () => send({{ event: 'beforeSave', _id: 2,
+    data: {{ screenObject: {{ screen: 'ticket', id: TICKET, hostedAs: 'pod' }} }} }});
 }})();
 </script>"#,
                 src_attr = escape(&src),
