@@ -331,3 +331,64 @@ async fn only_the_pod_may_be_framed_and_only_by_connectwise() {
         assert_eq!(header(res, "x-frame-options").as_deref(), Some("DENY"));
     }
 }
+
+#[tokio::test]
+async fn a_connection_without_pod_origins_has_no_pod() {
+    // Arrange: the same tenant stored again, without pod origins.
+    let app = spawn_flow().await;
+    let row = app
+        .store
+        .psa_connection(app.world.connection_id)
+        .await
+        .expect("read")
+        .expect("connection");
+    let mut settings = row.settings.clone();
+    settings
+        .as_object_mut()
+        .expect("settings object")
+        .remove("pod_origins");
+    let bare = app
+        .store
+        .create_psa_connection(&NewPsaConnection {
+            kind: "connectwise".into(),
+            name: "No pod".into(),
+            settings,
+            secrets_sealed: row.secrets_sealed.clone(),
+        })
+        .await
+        .expect("connection");
+    let ticket = app.new_ticket(app.world.contacts.alex, "No pod").await;
+
+    // Act
+    let bare_id = bare.to_string();
+    let ticket_id = ticket.to_string();
+    let (status, body) = pod_call(
+        &app,
+        "pod_open",
+        &[
+            ("connection_id", bare_id.as_str()),
+            ("ticket_id", ticket_id.as_str()),
+            ("member_id", DEMO_MEMBER.0),
+            ("member_hash", DEMO_MEMBER.1),
+        ],
+    )
+    .await;
+    let page = reqwest::get(format!("{}/pod/connectwise/{bare}", app.url))
+        .await
+        .expect("pod page");
+
+    // Assert
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        text(&body).contains("No ConnectWise address is set up"),
+        "{body}"
+    );
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(app.world.duo.pushes().is_empty());
+}
