@@ -1,7 +1,7 @@
 //! Server functions. Each checks who is asking, then hands over to the backend.
 use leptos::prelude::*;
 
-use crate::model::{AttemptRow, CurrentUser, VerificationPage};
+use crate::model::{AttemptRow, CurrentUser, PodFrame, PodSession, PodView, VerificationPage};
 
 #[server(prefix = "/api", endpoint = "whoami")]
 pub async fn whoami() -> Result<Option<CurrentUser>, ServerFnError> {
@@ -47,4 +47,42 @@ pub fn error_text(e: &ServerFnError) -> String {
         ServerFnError::ServerError(msg) => msg.clone(),
         other => other.to_string(),
     }
+}
+
+// ConnectWise pod. The pod token lives in the page's memory only and is sent with each call:
+// inside ConnectWise's iframe, third-party cookies may be blocked or partitioned.
+
+#[server(prefix = "/api", endpoint = "pod_origins")]
+pub async fn pod_origins(connection_id: i64) -> Result<PodFrame, ServerFnError> {
+    let backend = crate::backend::pod_context()?;
+    Ok(backend.pod_frame(connection_id).await?)
+}
+
+#[server(prefix = "/api", endpoint = "pod_open")]
+pub async fn pod_open(
+    connection_id: i64,
+    ticket_id: String,
+    member_id: String,
+    member_hash: String,
+) -> Result<PodSession, ServerFnError> {
+    let backend = crate::backend::pod_context()?;
+    let request = crate::backend::PodOpen {
+        connection_id,
+        ticket_id,
+        member_id,
+        member_hash,
+    };
+    Ok(backend.pod_open(request).await?)
+}
+
+#[server(prefix = "/api", endpoint = "pod_status")]
+pub async fn pod_status(pod_token: String) -> Result<PodView, ServerFnError> {
+    let backend = crate::backend::pod_context()?;
+    Ok(backend.pod_status(&pod_token).await?)
+}
+
+#[server(prefix = "/api", endpoint = "pod_verify")]
+pub async fn pod_verify(pod_token: String) -> Result<AttemptRow, ServerFnError> {
+    let backend = crate::backend::pod_context()?;
+    Ok(backend.pod_verify(&pod_token).await?)
 }

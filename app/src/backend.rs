@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tower_sessions::Session;
 
-use crate::model::{AttemptRow, CurrentUser, VerificationPage};
+use crate::model::{AttemptRow, CurrentUser, PodFrame, PodSession, PodView, VerificationPage};
 
 /// An error a server function may show to the person who asked.
 #[derive(Debug, Clone)]
@@ -52,6 +52,36 @@ pub trait Backend: Send + Sync + 'static {
     async fn attempts(&self, session: &Session, token: &str) -> BackendResult<Vec<AttemptRow>>;
     /// Sends the Duo Push (or records why none could be sent).
     async fn send_push(&self, session: &Session, token: &str) -> BackendResult<AttemptRow>;
+
+    // ConnectWise pod: no session; the member is confirmed with ConnectWise and then carried
+    // by a short-lived pod token.
+    /// The ConnectWise origins a pod of this connection talks to.
+    async fn pod_frame(&self, connection_id: i64) -> BackendResult<PodFrame>;
+    /// Confirms the member with ConnectWise, checks the ticket, and hands out a pod token.
+    async fn pod_open(&self, request: PodOpen) -> BackendResult<PodSession>;
+    /// The ticket behind a pod token.
+    async fn pod_status(&self, pod_token: &str) -> BackendResult<PodView>;
+    /// Sends the Duo Push for the ticket behind a pod token.
+    async fn pod_verify(&self, pod_token: &str) -> BackendResult<AttemptRow>;
+}
+
+/// What the pod page learned from ConnectWise's handshake. Nothing here is trusted as is.
+#[derive(Clone)]
+pub struct PodOpen {
+    pub connection_id: i64,
+    pub ticket_id: String,
+    pub member_id: String,
+    pub member_hash: String,
+}
+
+impl std::fmt::Debug for PodOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodOpen")
+            .field("connection_id", &self.connection_id)
+            .field("ticket_id", &self.ticket_id)
+            .field("member_id", &self.member_id)
+            .finish_non_exhaustive()
+    }
 }
 
 pub type SharedBackend = Arc<dyn Backend>;
@@ -63,6 +93,13 @@ pub async fn request_context() -> Result<(SharedBackend, Session), leptos::prelu
         .ok_or_else(|| ServerFnError::new("server is missing its backend"))?;
     let session: Session = leptos_axum::extract().await?;
     Ok((backend, session))
+}
+
+/// The backend of the request being served, for pod calls: they carry no session.
+pub fn pod_context() -> Result<SharedBackend, leptos::prelude::ServerFnError> {
+    use leptos::prelude::*;
+    use_context::<SharedBackend>()
+        .ok_or_else(|| ServerFnError::new("server is missing its backend"))
 }
 
 impl From<BackendError> for leptos::prelude::ServerFnError {

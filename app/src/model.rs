@@ -81,3 +81,30 @@ impl AttemptRow {
         }
     }
 }
+
+// ConnectWise pod.
+
+/// What the pod page needs before the ConnectWise handshake: where messages may come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodFrame {
+    pub connection_id: i64,
+    /// ConnectWise origins the pod accepts messages from and posts to; empty when none is set up.
+    pub origins: Vec<String>,
+}
+
+/// The ticket as the pod shows it, and who is looking.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodView {
+    /// The ConnectWise member, as confirmed by ConnectWise.
+    pub member: String,
+    /// The ticket is still being read from ConnectWise; ask again shortly.
+    pub reading: bool,
+    pub page: VerificationPage,
+}
+
+/// A confirmed member on a checked ticket: the token for every further pod call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSession {
+    pub token: String,
+    pub view: PodView,
+}

@@ -5,6 +5,7 @@ use leptos_router::{
     path,
 };
 
+use crate::pages::pod::PodPage;
 use crate::pages::{home::HomePage, not_found::NotFound, signin::SignInPage, verify::VerifyPage};
 
 /// The HTML document around every page.
@@ -37,6 +38,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=HomePage />
                 <Route path=path!("/signin") view=SignInPage />
                 <Route path=path!("/verify/:token") view=VerifyPage />
+                <Route path=path!("/pod/connectwise/:connection_id") view=PodPage />
             </Routes>
         </Router>
     }

@@ -1,17 +1,19 @@
 //! The server side of the UI's server functions.
-use app::backend::{Backend, BackendError, BackendResult};
-use app::model::{AttemptRow, CurrentUser, VerificationPage};
+use app::backend::{Backend, BackendError, BackendResult, PodOpen};
+use app::model::{AttemptRow, CurrentUser, PodFrame, PodSession, PodView, VerificationPage};
 use tower_sessions::Session;
 
 use crate::auth::{self, AuthError, SESSION_USER_KEY};
 use crate::storage::Store;
 use crate::verify::flow::{attempt_row, Flow, FlowError};
+use crate::verify::pod::{PodError, PodGate};
 use crate::verify::worker::Worker;
 
 pub struct AppBackend {
     pub store: Store,
     pub flow: Flow,
     pub worker: Worker,
+    pub pod: PodGate,
 }
 
 fn internal(e: impl std::fmt::Display) -> BackendError {
@@ -23,6 +25,14 @@ fn flow_error(e: FlowError) -> BackendError {
     match e {
         FlowError::Storage(e) => internal(e),
         FlowError::Remote(e) => BackendError::Invalid(format!("Duo or the PSA failed: {e}")),
+        other => BackendError::Invalid(other.to_string()),
+    }
+}
+
+fn pod_error(e: PodError) -> BackendError {
+    match e {
+        PodError::Flow(e) => flow_error(e),
+        PodError::Storage(e) => internal(e),
         other => BackendError::Invalid(other.to_string()),
     }
 }
@@ -107,6 +117,29 @@ impl Backend for AppBackend {
             .request_push(&case, Some(user.id), &user.display_name)
             .await
             .map_err(flow_error)?;
+        self.worker.nudge();
+        Ok(attempt_row(attempt))
+    }
+
+    async fn pod_frame(&self, connection_id: i64) -> BackendResult<PodFrame> {
+        let origins = self.pod.origins(connection_id).await.map_err(pod_error)?;
+        Ok(PodFrame {
+            connection_id,
+            origins,
+        })
+    }
+
+    async fn pod_open(&self, request: PodOpen) -> BackendResult<PodSession> {
+        let (token, view) = self.pod.open(&request).await.map_err(pod_error)?;
+        Ok(PodSession { token, view })
+    }
+
+    async fn pod_status(&self, pod_token: &str) -> BackendResult<PodView> {
+        self.pod.view(pod_token).await.map_err(pod_error)
+    }
+
+    async fn pod_verify(&self, pod_token: &str) -> BackendResult<AttemptRow> {
+        let attempt = self.pod.push(pod_token).await.map_err(pod_error)?;
         self.worker.nudge();
         Ok(attempt_row(attempt))
     }

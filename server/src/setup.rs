@@ -121,6 +121,10 @@ pub struct ConnectWiseSetup {
     /// PSA company id → organization name.
     #[serde(default)]
     pub companies: Vec<CompanyMapping>,
+    /// The ConnectWise web origins (e.g. `https://na.myconnectwise.net`) whose ticket screens
+    /// may host the deskproof pod. Empty: the pod is off for this connection.
+    #[serde(default)]
+    pub pod_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +222,18 @@ impl SetupFile {
         for c in &self.connectwise {
             url::Url::parse(&c.base_url)
                 .with_context(|| format!("connectwise {:?}: base_url", c.name))?;
+            for origin in &c.pod_origins {
+                let url = url::Url::parse(origin)
+                    .with_context(|| format!("connectwise {:?}: pod_origins", c.name))?;
+                if !matches!(url.scheme(), "http" | "https")
+                    || url.origin().ascii_serialization() != origin.trim_end_matches('/')
+                {
+                    bail!(
+                        "connectwise {:?}: pod origin {origin:?} must be scheme://host[:port] only",
+                        c.name
+                    );
+                }
+            }
             for m in &c.companies {
                 if !names.contains(m.organization.as_str()) {
                     bail!(
@@ -296,11 +312,15 @@ impl SetupFile {
             let secrets = serde_json::to_string(&ConnectWiseSecrets {
                 private_key: c.private_key.clone(),
             })?;
+            let mut settings = serde_json::to_value(settings)?;
+            if !c.pod_origins.is_empty() {
+                settings["pod_origins"] = serde_json::json!(c.pod_origins);
+            }
             let id = store
                 .create_psa_connection(&NewPsaConnection {
                     kind: "connectwise".into(),
                     name: c.name.clone(),
-                    settings: serde_json::to_value(settings)?,
+                    settings,
                     secrets_sealed: key.seal(&secrets),
                 })
                 .await?;
@@ -391,6 +411,21 @@ companies = [{ company_id = "25", organization = "Contoso" }]
         Ok(file)
     }
 
+    fn file(pod_origins: &str) -> anyhow::Result<SetupFile> {
+        parse(&format!(
+            r#"
+[[connectwise]]
+name = "CW"
+base_url = "https://api-na.myconnectwise.net/v4_6_release/apis/3.0"
+company_id = "examplemsp"
+public_key = "pub"
+private_key = "priv"
+client_id = "id"
+pod_origins = {pod_origins}
+"#
+        ))
+    }
+
     #[test]
     fn every_psa_kind_is_read_and_checked() {
         let file = parse(&format!("{ORG}{PSAS}")).expect("valid");
@@ -424,5 +459,25 @@ companies = [{ company_id = "25", organization = "Contoso" }]
     fn a_bad_url_is_refused() {
         let text = format!("{ORG}{PSAS}").replace("https://examplemsp.freshdesk.com", "not a url");
         assert!(parse(&text).is_err());
+    }
+
+    #[test]
+    fn pod_origins_must_be_bare_origins() {
+        let ok = file(r#"["https://na.myconnectwise.net"]"#).map(|f| f.connectwise);
+        assert_eq!(
+            ok.map(|c| c[0].pod_origins.clone()).ok(),
+            Some(vec!["https://na.myconnectwise.net".to_owned()])
+        );
+        for bad in [
+            r#"["https://na.myconnectwise.net/v4_6_release"]"#,
+            r#"["javascript:alert(1)"]"#,
+            r#"["na.myconnectwise.net"]"#,
+        ] {
+            let err = file(bad)
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(err.contains("pod"), "{bad}: {err}");
+        }
     }
 }

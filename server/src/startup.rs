@@ -18,6 +18,7 @@ use crate::sweep::Sweeper;
 use crate::verify::clients::StoredClients;
 use crate::verify::directory::{DirectoryCache, DirectoryMode};
 use crate::verify::flow::{Flow, FlowSettings};
+use crate::verify::pod::PodGate;
 use crate::verify::worker::Worker;
 
 /// A bound, ready-to-serve deskproof. Tests build one on port 0.
@@ -88,6 +89,7 @@ impl Application {
                 store: store.clone(),
                 flow: flow.clone(),
                 worker: worker.clone(),
+                pod: PodGate::new(flow.clone(), worker.clone())?,
             }),
             config: Arc::new(config),
             flow: flow.clone(),

@@ -2,5 +2,6 @@
 pub mod home;
 pub mod layout;
 pub mod not_found;
+pub mod pod;
 pub mod signin;
 pub mod verify;

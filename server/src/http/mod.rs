@@ -1,4 +1,5 @@
 //! HTTP: the router, request logging and the small endpoints that are not pages.
+pub mod frame;
 pub mod guard;
 pub mod hooks;
 use std::sync::Arc;
@@ -67,6 +68,10 @@ pub fn router(state: AppState) -> Router {
         .layer(sessions)
         .layer(axum::middleware::from_fn(guard::same_origin_only))
         .layer(axum::middleware::from_fn(guard::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.store.clone(),
+            frame::pod_frame_ancestors,
+        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
         .layer(
             TraceLayer::new_for_http()

@@ -19,6 +19,8 @@ use crate::{auth, storage};
 
 pub const DEMO_ADMIN: (&str, &str) = ("admin", "demo-admin-password");
 pub const DEMO_TECHNICIAN: (&str, &str) = ("tech", "demo-tech-password");
+/// The ConnectWise member signed in to the simulated ticket screen: identifier and member hash.
+pub const DEMO_MEMBER: (&str, &str) = ("jtech", "sim-member-hash-7f3c9a");
 
 /// Creates the demo accounts unless they exist.
 pub async fn seed_accounts(store: &Store) -> anyhow::Result<()> {
@@ -273,6 +275,9 @@ pub async fn seed_world_in(
         public_key: cw_config.public_key.clone(),
         client_id: cw_config.client_id.clone(),
     };
+    let mut settings = serde_json::to_value(settings)?;
+    // The simulator's ticket screen is the ConnectWise origin that hosts the pod.
+    settings["pod_origins"] = serde_json::json!([cw.url()]);
     let secrets = serde_json::to_string(&ConnectWiseSecrets {
         private_key: cw_config.private_key.expose().to_owned(),
     })?;
@@ -280,7 +285,7 @@ pub async fn seed_world_in(
         .create_psa_connection(&NewPsaConnection {
             kind: "connectwise".into(),
             name: "ConnectWise (simulator)".into(),
-            settings: serde_json::to_value(settings)?,
+            settings,
             secrets_sealed: key.seal(&secrets),
         })
         .await?;
@@ -292,6 +297,10 @@ pub async fn seed_world_in(
         "{deskproof_url}/hooks/connectwise/{connection_id}?recordId="
     )));
     let (autotask, freshdesk, halo) = seed_other_psas(store, key, &duo, deskproof_url).await?;
+    cw.add_member(DEMO_MEMBER.0, DEMO_MEMBER.1);
+    cw.set_pod_url(Some(format!(
+        "{deskproof_url}/pod/connectwise/{connection_id}"
+    )));
     Ok(DemoWorld {
         duo,
         duo_url,
@@ -327,6 +336,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("ConnectWise simulator (company Contoso):");
     println!("  new ticket:    {}/sim/new-ticket", world.cw.url());
     println!("  tickets:       {}/sim/tickets/{{id}}", world.cw.url());
+    println!(
+        "  ticket screen: {}/sim/connectwise/tickets/{{id}}/screen (with the deskproof pod)",
+        world.cw.url()
+    );
     println!();
     println!(
         "Autotask simulator (organization \"Contoso (Autotask)\", connection {}):",

@@ -116,6 +116,13 @@ pub trait Storage: Send + Sync + 'static {
         connection_id: i64,
         swept_until: i64,
     ) -> Result<(), StorageError>;
+    /// The ticket case of one PSA ticket on one connection (there is at most one), or `None`
+    /// when deskproof has not taken that ticket in.
+    async fn ticket_case_for_ticket(
+        &self,
+        connection_id: i64,
+        ticket_id: &str,
+    ) -> Result<Option<TicketCase>, StorageError>;
     /// Saves the case and queues the note its new state calls for, in one transaction, so a
     /// stop between the two can never leave a state change without its note.
     async fn update_ticket_case(

@@ -610,6 +610,21 @@ impl Storage for SqlStorage {
         row.as_ref().map(case_from_row).transpose()
     }
 
+    async fn ticket_case_for_ticket(
+        &self,
+        connection_id: i64,
+        ticket_id: &str,
+    ) -> Result<Option<TicketCase>, StorageError> {
+        let row = sqlx::query(&format!(
+            "SELECT {CASE_COLUMNS} FROM tickets WHERE connection_id = $1 AND ticket_id = $2"
+        ))
+        .bind(connection_id)
+        .bind(ticket_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(case_from_row).transpose()
+    }
+
     async fn update_ticket_case(
         &self,
         c: &TicketCase,

@@ -104,6 +104,19 @@ impl Flow {
         Ok(self.settings.policy.with(&global).with(&own))
     }
 
+    /// Whether the ticket is verified in the ConnectWise pod rather than through a link: the
+    /// organization has pod mode on and the ticket came from ConnectWise.
+    pub async fn pod_mode(&self, connection_id: i64, policy: &Policy) -> Result<bool, FlowError> {
+        if !policy.pod_enabled {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .psa_connection(connection_id)
+            .await?
+            .is_some_and(|c| c.kind == "connectwise"))
+    }
+
     pub fn link_for(&self, case_id: i64, organization_id: i64, policy: &Policy) -> String {
         let token = link::sign(
             self.key.link_key(),
@@ -228,7 +241,11 @@ impl Flow {
                     case.state = "ready".into();
                     case.organization_id = Some(org);
                     let policy = self.policy(org).await?;
-                    ("link", notes::link(&self.link_for(case.id, org, &policy)))
+                    if self.pod_mode(case.connection_id, &policy).await? {
+                        ("pod", notes::pod_available())
+                    } else {
+                        ("link", notes::link(&self.link_for(case.id, org, &policy)))
+                    }
                 }
             }
         };
@@ -245,7 +262,7 @@ impl Flow {
 
     /// Step 2: a technician asked for a push. Finds the one Duo user and sends the push, or
     /// records why not. Never called from a GET.
-    #[tracing::instrument(skip(self, technician_name), fields(ticket.id = %case.ticket_id))]
+    #[tracing::instrument(skip(self, case, technician_name), fields(ticket.id = %case.ticket_id))]
     pub async fn request_push(
         &self,
         case: &TicketCase,
@@ -422,7 +439,14 @@ impl Flow {
         attempt.finished_at = Some(now_text());
         let user = attempt.duo_username.clone().unwrap_or_default();
         let tech = attempt.technician_name.clone();
-        let new_link = || self.link_for(case.id, org, &policy);
+        let pod_mode = self.pod_mode(case.connection_id, &policy).await?;
+        let new_link = || {
+            if pod_mode {
+                notes::POD_TRY_AGAIN.to_owned()
+            } else {
+                self.link_for(case.id, org, &policy)
+            }
+        };
         let body = match state {
             "approved" => notes::approved(&user, &tech),
             "denied" => notes::denied(&user, &tech, &new_link()),

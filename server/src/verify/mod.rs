@@ -6,5 +6,6 @@ pub mod flow;
 pub mod link;
 pub mod matching;
 pub mod notes;
+pub mod pod;
 pub mod ports;
 pub mod worker;

@@ -25,6 +25,16 @@ pub fn link(url: &str) -> String {
     )
 }
 
+/// The note in pod mode: verification happens in the deskproof pod, so the note has no link.
+pub fn pod_available() -> String {
+    "deskproof: The identity of this ticket's contact can be verified in the deskproof pod on \
+     this ticket's screen."
+        .to_owned()
+}
+
+/// How to try again in pod mode, where outcome notes would otherwise carry a new link.
+pub const POD_TRY_AGAIN: &str = "use the deskproof pod on this ticket's screen.";
+
 pub fn missing_fields(fields: &[&str]) -> String {
     format!(
         "deskproof: This ticket cannot be verified yet because the PSA did not provide: {}. \

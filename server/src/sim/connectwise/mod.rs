@@ -11,6 +11,7 @@
 //! - `GET|POST /{codebase}/apis/3.0/system/connectwisehostedsetups`
 //! - `GET  /v2025_1//system/callbackkey/index.rails?companyName=…&id=…` → `{"signing_key": …}`
 //! - `POST /sim/tickets` (JSON), `GET|POST /sim/new-ticket` (form), `GET /sim/tickets/{id}`
+//! - `GET  /sim/connectwise/tickets/{id}/screen`: the ticket screen with the hosted pod
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::secret::Secret;
 
 mod api;
 mod pages;
+mod screen;
 mod state;
 
 use state::{now, SimCompany, SimContact, SimMember, SimTicket, State};
@@ -259,7 +261,9 @@ impl ConnectWiseSim {
             state: Mutex::new(State::new(config, format!("http://{addr}"))),
             http,
         });
-        let router = api::router(shared.clone()).merge(pages::router(shared.clone()));
+        let router = api::router(shared.clone())
+            .merge(pages::router(shared.clone()))
+            .merge(screen::router(shared.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let served = axum::serve(listener, router)
@@ -376,6 +380,17 @@ impl ConnectWiseSim {
             },
         );
         id
+    }
+
+    /// The pod URL the ticket screen hosts in an iframe, as a Manage Hosted API setup would
+    /// name it; `None` shows the screen without a pod.
+    pub fn set_pod_url(&self, url: Option<String>) {
+        self.shared.lock().pod_url = url;
+    }
+
+    /// The ticket screen of `ticket`, with the pod when one is set.
+    pub fn screen_url(&self, ticket: TicketId) -> String {
+        format!("{}/sim/connectwise/tickets/{ticket}/screen", self.url())
     }
 
     /// Creates a ticket and sends the signed `added` callback to every registered callback

@@ -161,8 +161,10 @@ async fn ticket_page(State(shared): State<AppState>, Path(id): Path<String>) -> 
     let body = format!(
         r#"<p>Company: {company}<br>Contact: {contact}<br>Entered: {}</p>
 <h2>Notes</h2><ul>{notes}</ul>
-<p><a href="/sim/new-ticket">New ticket</a></p>"#,
-        format_time(t.date_entered)
+<p><a href="/sim/connectwise/tickets/{id}/screen">Ticket screen (with pods)</a> ·
+<a href="/sim/new-ticket">New ticket</a></p>"#,
+        format_time(t.date_entered),
+        id = t.id
     );
     Html(page(
         &format!("Ticket #{} · {}", t.id, escape(&t.summary)),

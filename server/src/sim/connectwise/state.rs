@@ -148,6 +148,8 @@ pub(crate) struct State {
     /// Also deliver callbacks here, besides any registered callback.
     pub callback_url: Option<String>,
     pub deliveries: Vec<Delivery>,
+    /// The pod the ticket screen hosts (Manage Hosted API setup), when one is set.
+    pub pod_url: Option<String>,
 }
 
 impl State {
@@ -175,6 +177,7 @@ impl State {
             latency: Duration::ZERO,
             callback_url: None,
             deliveries: Vec::new(),
+            pod_url: None,
         }
     }
 

@@ -1,0 +1,394 @@
+//! The ConnectWise pod over real HTTP: the member is confirmed with the ConnectWise simulator,
+//! the ticket must belong to a company this connection maps, pushes go out under a pod token,
+//! pod mode changes the notes, and only the pod page may be framed, by ConnectWise only.
+mod support;
+
+use std::time::Duration;
+
+use deskproof::policy::PolicySettings;
+use deskproof::psa::TicketId;
+use deskproof::sim::demo::DEMO_MEMBER;
+use deskproof::storage::NewPsaConnection;
+use serde_json::Value;
+use support::flow::{spawn_flow, FlowApp};
+
+/// Calls a pod server function without any cookie, as the framed pod does.
+async fn pod_call(app: &FlowApp, function: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/{function}", app.url))
+        .header("Accept", "application/json")
+        .form(form)
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn open_pod(app: &FlowApp, ticket: &str, member: &str, hash: &str) -> (u16, Value) {
+    let connection = app.world.connection_id.to_string();
+    pod_call(
+        app,
+        "pod_open",
+        &[
+            ("connection_id", connection.as_str()),
+            ("ticket_id", ticket),
+            ("member_id", member),
+            ("member_hash", hash),
+        ],
+    )
+    .await
+}
+
+/// Opens the pod as the demo member; returns the pod token and the first view.
+async fn opened(app: &FlowApp, ticket: TicketId) -> (String, Value) {
+    let (status, session) = open_pod(app, &ticket.to_string(), DEMO_MEMBER.0, DEMO_MEMBER.1).await;
+    assert_eq!(status, 200, "{session}");
+    let token = session["token"].as_str().expect("pod token").to_owned();
+    (token, session["view"].clone())
+}
+
+fn text(v: &Value) -> String {
+    v.to_string()
+}
+
+#[tokio::test]
+async fn a_confirmed_member_verifies_the_ticket_from_the_pod() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Pod reset").await;
+
+    // Act
+    let (token, view) = opened(&app, ticket).await;
+    let (status, attempt) = pod_call(&app, "pod_verify", &[("pod_token", &token)]).await;
+    assert_eq!(status, 200, "{attempt}");
+    app.world
+        .duo
+        .wait_for_push("alex.example", Duration::from_secs(5))
+        .await
+        .expect("a push reached the phone");
+    app.world
+        .duo
+        .approve_latest("alex.example")
+        .expect("pending push");
+
+    // Assert
+    assert_eq!(view["member"], "Jordan Tech (jtech, ConnectWise)", "{view}");
+    assert_eq!(view["page"]["contact"], "Alex Example", "{view}");
+    assert!(
+        view["page"]["matched"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("al***le"),
+        "{view}"
+    );
+    assert_eq!(attempt["state"], "pushed", "{attempt}");
+    assert_eq!(attempt["technician"], "Jordan Tech (jtech, ConnectWise)");
+    let notes = app
+        .wait_for_note(ticket, "alex.example has verified this ticket.")
+        .await;
+    let outcome = notes.last().expect("outcome note");
+    assert!(
+        outcome
+            .text
+            .contains("requested by Jordan Tech (jtech, ConnectWise)"),
+        "{outcome:?}"
+    );
+    let (status, view) = pod_call(&app, "pod_status", &[("pod_token", &token)]).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["page"]["attempts"][0]["state"], "approved", "{view}");
+    let audit = app.store.audit_entries(10).await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.actor == "Jordan Tech (jtech, ConnectWise)" && e.action == "push sent"),
+        "{audit:#?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.actor == "Jordan Tech (jtech, ConnectWise)" && e.action == "pod opened"),
+        "{audit:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_member_hash_or_member_id_is_refused() {
+    // Arrange
+    let app = spawn_flow().await;
+    app.world.cw.add_member("other", "other-member-hash");
+    let ticket = app.new_ticket(app.world.contacts.alex, "Forged").await;
+    let id = ticket.to_string();
+
+    // Act
+    let wrong_hash = open_pod(&app, &id, DEMO_MEMBER.0, "guessed-hash").await;
+    let borrowed_hash = open_pod(&app, &id, "other", DEMO_MEMBER.1).await;
+    let separator = open_pod(&app, &id, "jtech:x", DEMO_MEMBER.1).await;
+    let empty = open_pod(&app, &id, DEMO_MEMBER.0, "").await;
+    let forged_token = pod_call(&app, "pod_verify", &[("pod_token", "e30.AAAA")]).await;
+    let no_token = pod_call(&app, "pod_status", &[("pod_token", "")]).await;
+
+    // Assert
+    for (status, body) in [&wrong_hash, &borrowed_hash, &separator, &empty] {
+        assert_ne!(*status, 200, "{body}");
+        assert!(
+            text(body).contains("ConnectWise did not confirm who is signed in"),
+            "{body}"
+        );
+    }
+    for (status, body) in [&forged_token, &no_token] {
+        assert_ne!(*status, 200, "{body}");
+        assert!(text(body).contains("not valid"), "{body}");
+    }
+    assert!(app.world.duo.pushes().is_empty(), "no push was sent");
+    assert_eq!(app.count("SELECT COUNT(*) FROM attempts").await, 0);
+}
+
+#[tokio::test]
+async fn a_ticket_of_a_company_this_connection_does_not_map_is_refused() {
+    // Arrange: Fabrikam is mapped only on a second connection; Northwind nowhere.
+    let app = spawn_flow().await;
+    let fabrikam = app.world.cw.add_company("Fabrikam");
+    let northwind = app.world.cw.add_company("Northwind");
+    let other_connection = app
+        .store
+        .create_psa_connection(&NewPsaConnection {
+            kind: "connectwise".into(),
+            name: "Another tenant".into(),
+            settings: serde_json::json!({}),
+            secrets_sealed: String::new(),
+        })
+        .await
+        .expect("second connection");
+    app.store
+        .map_company(
+            other_connection,
+            &fabrikam.to_string(),
+            app.world.organization_id,
+        )
+        .await
+        .expect("mapping");
+    let dana = app
+        .world
+        .cw
+        .add_contact_at(Some(fabrikam), "Dana", "Fab", "dana@fabrikam.example");
+    let noel =
+        app.world
+            .cw
+            .add_contact_at(Some(northwind), "Noel", "North", "noel@northwind.example");
+    let fab_ticket = app
+        .world
+        .cw
+        .create_ticket(Some(fabrikam), Some(dana), "Fabrikam reset")
+        .await
+        .id;
+    let north_ticket = app
+        .world
+        .cw
+        .create_ticket(Some(northwind), Some(noel), "Northwind reset")
+        .await
+        .id;
+
+    // Act
+    let fab = open_pod(&app, &fab_ticket.to_string(), DEMO_MEMBER.0, DEMO_MEMBER.1).await;
+    let north = open_pod(
+        &app,
+        &north_ticket.to_string(),
+        DEMO_MEMBER.0,
+        DEMO_MEMBER.1,
+    )
+    .await;
+    let nonsense = open_pod(&app, "1 OR 1=1", DEMO_MEMBER.0, DEMO_MEMBER.1).await;
+
+    // Assert
+    for (status, body) in [&fab, &north] {
+        assert_ne!(*status, 200, "{body}");
+        assert!(text(body).contains("not mapped"), "{body}");
+    }
+    assert_ne!(nonsense.0, 200);
+    assert!(
+        text(&nonsense.1).contains("is not a ConnectWise ticket number"),
+        "{}",
+        nonsense.1
+    );
+    assert!(app.world.duo.pushes().is_empty());
+}
+
+#[tokio::test]
+async fn pod_mode_notes_point_to_the_pod_and_carry_no_link() {
+    // Arrange
+    let app = spawn_flow().await;
+    app.store
+        .save_policy_settings(
+            Some(app.world.organization_id),
+            &PolicySettings {
+                pod_enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("policy");
+    let ticket = app.new_ticket(app.world.contacts.alex, "Pod mode").await;
+    app.wait_for_note(ticket, "deskproof pod").await;
+
+    // Act: a push from the pod, denied by the contact.
+    let (token, _) = opened(&app, ticket).await;
+    let (status, attempt) = pod_call(&app, "pod_verify", &[("pod_token", &token)]).await;
+    assert_eq!(status, 200, "{attempt}");
+    app.world
+        .duo
+        .wait_for_push("alex.example", Duration::from_secs(5))
+        .await
+        .expect("push");
+    app.world.duo.deny_latest("alex.example").expect("pending");
+
+    // Assert
+    let notes = app.wait_for_note(ticket, "DENIED").await;
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert!(
+        notes[0]
+            .text
+            .contains("can be verified in the deskproof pod on this ticket's screen"),
+        "{notes:#?}"
+    );
+    assert!(
+        notes[1]
+            .text
+            .contains("To try again: use the deskproof pod on this ticket's screen."),
+        "{notes:#?}"
+    );
+    for note in &notes {
+        assert!(!note.text.contains("/verify/"), "{note:?}");
+        assert!(note.internal_analysis_flag, "{note:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_the_callback_never_announced_is_taken_in_by_the_pod() {
+    // Arrange: no callback reaches deskproof.
+    let app = spawn_flow().await;
+    app.world.cw.set_callback_url(None);
+    let ticket = app.new_ticket(app.world.contacts.alex, "Quiet").await;
+
+    // Act
+    let (_, view) = opened(&app, ticket).await;
+
+    // Assert
+    assert_eq!(view["reading"], false, "{view}");
+    assert_eq!(view["page"]["contact"], "Alex Example", "{view}");
+    assert!(view["page"]["problem"].is_null(), "{view}");
+    app.wait_for_note(ticket, "/verify/").await;
+    app.wait_until_idle().await;
+    assert_eq!(app.note_texts(ticket).len(), 1, "one link note");
+}
+
+#[tokio::test]
+async fn only_the_pod_may_be_framed_and_only_by_connectwise() {
+    // Arrange
+    let app = spawn_flow().await;
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        let url = format!("{}{path}", app.url);
+        async move { client.get(url).send().await.expect("request") }
+    };
+    let header = |res: &reqwest::Response, name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+
+    // Act
+    let pod = get(format!("/pod/connectwise/{}", app.world.connection_id)).await;
+    let unknown = get("/pod/connectwise/999".into()).await;
+    let signin = get("/signin".into()).await;
+
+    // Assert
+    assert_eq!(pod.status(), 200);
+    assert_eq!(
+        header(&pod, "content-security-policy").as_deref(),
+        Some(
+            format!(
+                "frame-ancestors {}; object-src 'none'; base-uri 'self'",
+                app.world.cw.url()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(header(&pod, "x-frame-options"), None);
+    for res in [&unknown, &signin] {
+        assert!(
+            header(res, "content-security-policy")
+                .is_some_and(|v| v.contains("frame-ancestors 'none'")),
+            "{:?}",
+            res.headers()
+        );
+        assert_eq!(header(res, "x-frame-options").as_deref(), Some("DENY"));
+    }
+}
+
+#[tokio::test]
+async fn a_connection_without_pod_origins_has_no_pod() {
+    // Arrange: the same tenant stored again, without pod origins.
+    let app = spawn_flow().await;
+    let row = app
+        .store
+        .psa_connection(app.world.connection_id)
+        .await
+        .expect("read")
+        .expect("connection");
+    let mut settings = row.settings.clone();
+    settings
+        .as_object_mut()
+        .expect("settings object")
+        .remove("pod_origins");
+    let bare = app
+        .store
+        .create_psa_connection(&NewPsaConnection {
+            kind: "connectwise".into(),
+            name: "No pod".into(),
+            settings,
+            secrets_sealed: row.secrets_sealed.clone(),
+        })
+        .await
+        .expect("connection");
+    let ticket = app.new_ticket(app.world.contacts.alex, "No pod").await;
+
+    // Act
+    let bare_id = bare.to_string();
+    let ticket_id = ticket.to_string();
+    let (status, body) = pod_call(
+        &app,
+        "pod_open",
+        &[
+            ("connection_id", bare_id.as_str()),
+            ("ticket_id", ticket_id.as_str()),
+            ("member_id", DEMO_MEMBER.0),
+            ("member_hash", DEMO_MEMBER.1),
+        ],
+    )
+    .await;
+    let page = reqwest::get(format!("{}/pod/connectwise/{bare}", app.url))
+        .await
+        .expect("pod page");
+
+    // Assert
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        text(&body).contains("No ConnectWise address is set up"),
+        "{body}"
+    );
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(app.world.duo.pushes().is_empty());
+}
