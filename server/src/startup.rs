@@ -81,6 +81,14 @@ impl Application {
             flow: flow.clone(),
             worker,
             verifiers: Default::default(),
+            admin: Arc::new(crate::admin::AdminService {
+                store: store.clone(),
+                key: flow.key.clone(),
+                public_url: flow.settings.public_url.clone(),
+                builtin_policy: flow.settings.policy.clone(),
+                duo_http: crate::duo::DuoClient::http_client()?,
+                psa_http: crate::psa::source::PsaHttp::new()?,
+            }),
         };
         Ok(Application {
             listener,

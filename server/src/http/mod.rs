@@ -1,4 +1,5 @@
 //! HTTP: the router, request logging and the small endpoints that are not pages.
+pub mod admin;
 pub mod guard;
 pub mod hooks;
 use std::sync::Arc;
@@ -32,12 +33,17 @@ pub struct AppState {
     pub flow: Flow,
     pub worker: Worker,
     pub verifiers: hooks::Verifiers,
+    pub admin: Arc<crate::admin::AdminService>,
 }
 
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
     let backend = state.backend.clone();
-    let context = move || provide_context(backend.clone());
+    let admin_backend: app::admin::SharedAdminBackend = state.admin.clone();
+    let context = move || {
+        provide_context(backend.clone());
+        provide_context(admin_backend.clone());
+    };
     let options = state.leptos_options.clone();
     let sessions = SessionManagerLayer::new(SharedSessionStore(state.store.session_store()))
         .with_name("deskproof_session")
@@ -55,9 +61,14 @@ pub fn router(state: AppState) -> Router {
             post(hooks::connectwise),
         )
         .route("/api/{*fn_name}", get(server_fns).post(server_fns))
+        .route("/audit/export.csv", get(admin::audit_export))
         .leptos_routes_with_context(&state, routes, context, move || app::shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::admin_pages_guard,
         ))
         .layer(sessions)
         .layer(axum::middleware::from_fn(guard::same_origin_only))
@@ -74,9 +85,16 @@ pub fn router(state: AppState) -> Router {
 
 async fn server_fns(State(state): State<AppState>, request: Request<Body>) -> Response {
     let backend = state.backend.clone();
-    handle_server_fns_with_context(move || provide_context(backend.clone()), request)
-        .await
-        .into_response()
+    let admin_backend: app::admin::SharedAdminBackend = state.admin.clone();
+    handle_server_fns_with_context(
+        move || {
+            provide_context(backend.clone());
+            provide_context(admin_backend.clone());
+        },
+        request,
+    )
+    .await
+    .into_response()
 }
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise.
