@@ -488,7 +488,9 @@ pub async fn reset_password(id: i64, password: String) -> Result<FormReply, Serv
 }
 
 #[server(prefix = "/api", endpoint = "admin/audit")]
-pub async fn audit_log(query: AuditQuery) -> Result<Vec<AuditRow>, ServerFnError> {
+pub async fn audit_log(
+    #[server(default)] query: AuditQuery,
+) -> Result<Vec<AuditRow>, ServerFnError> {
     admin_call!(|b, s| b.audit(&s, &query))
 }
 
