@@ -81,7 +81,7 @@ test('an admin sets up an organization that a verification then uses, all audite
   await admin.fill('#admin_ikey', keys.adminIkey);
   await admin.fill('#admin_skey', keys.adminSkey);
   await clickAndWait(admin, '[data-testid=save-duo]', 'save_duo');
-  await admin.waitForSelector('[data-testid=auth-skey-state]:has-text("set")');
+  await admin.waitForSelector('[data-testid=auth-skey-state]:text-is("set")');
   assert.equal(await admin.inputValue('#auth_skey'), '', 'a stored secret is never shown');
   await clickAndWait(admin, '[data-testid=test-duo]', 'test_duo');
   const failure = await admin.textContent('[data-testid=duo-test-result]');

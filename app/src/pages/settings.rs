@@ -39,6 +39,20 @@ macro_rules! test_signal {
     }};
 }
 
+/// A form that is reset after each successful save, so typed secrets never stay on the page
+/// and the inputs show what was stored.
+fn reset_after_save(reply: Signal<Option<FormReply>>) -> NodeRef<leptos::html::Form> {
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if reply.get().is_some_and(|r| r.ok()) {
+            if let Some(f) = form.get_untracked() {
+                f.reset();
+            }
+        }
+    });
+    form
+}
+
 /// The frame of every admin page: the signed-in layout, then the settings navigation.
 #[component]
 fn AdminFrame<F, V>(children: F) -> impl IntoView
@@ -195,6 +209,7 @@ pub fn OrganizationsPage() -> impl IntoView {
 fn Organizations() -> impl IntoView {
     let create = ServerAction::<SaveOrganization>::new();
     let reply = reply_signal!(create);
+    let form = reset_after_save(reply);
     let settings = settings_resource(move || create.version().get());
     view! {
         <h1>"Organizations"</h1>
@@ -242,7 +257,12 @@ fn Organizations() -> impl IntoView {
             },
         )}
         <h2>"Add an organization"</h2>
-        <ActionForm action=create attr:class="card form" attr:data-testid="new-organization">
+        <ActionForm
+            action=create
+            node_ref=form
+            attr:class="card form"
+            attr:data-testid="new-organization"
+        >
             <input type="hidden" name="id" value="" />
             <label for="org-name">"Name"</label>
             <input id="org-name" name="name" />
@@ -282,6 +302,7 @@ fn Organization() -> impl IntoView {
     let duo_reply = reply_signal!(duo);
     let test_reply = test_signal!(test);
     let policy_reply = reply_signal!(policy);
+    let duo_form = reset_after_save(duo_reply);
     with_settings(settings, move |s: SettingsView| {
         let org_id = id();
         let Some(org) = s.organizations.iter().find(|o| o.id == org_id).cloned() else {
@@ -345,7 +366,12 @@ fn Organization() -> impl IntoView {
             </ActionForm>
 
             <h2>"Duo account"</h2>
-            <ActionForm action=duo attr:class="card form" attr:data-testid="duo-form">
+            <ActionForm
+                action=duo
+                node_ref=duo_form
+                attr:class="card form"
+                attr:data-testid="duo-form"
+            >
                 <input type="hidden" name="organization_id" value=org_id.to_string() />
                 <label for="api_host">"API hostname"</label>
                 <input
@@ -661,11 +687,12 @@ fn ConnectionForm(
         "new-conn".to_owned()
     };
     let p1 = prefix.clone();
+    let form = reset_after_save(reply);
     let form_id = format!("{prefix}-form");
     let kind_id = format!("{prefix}-kind");
     let name_id = format!("{prefix}-name");
     view! {
-        <ActionForm action attr:class="card form" attr:data-testid=form_id>
+        <ActionForm action node_ref=form attr:class="card form" attr:data-testid=form_id>
             <input type="hidden" name="id" value=id />
             <label for=kind_id.clone()>"Kind"</label>
             <select
@@ -753,6 +780,7 @@ fn Users() -> impl IntoView {
         add.version().get() + toggle.version().get() + reset.version().get()
     });
     let add_reply = reply_signal!(add);
+    let add_form = reset_after_save(add_reply);
     let toggle_reply = reply_signal!(toggle);
     let reset_reply = reply_signal!(reset);
     view! {
@@ -824,7 +852,12 @@ fn Users() -> impl IntoView {
             },
         )}
         <h2>"Add a user"</h2>
-        <ActionForm action=add attr:class="card form" attr:data-testid="new-user">
+        <ActionForm
+            action=add
+            node_ref=add_form
+            attr:class="card form"
+            attr:data-testid="new-user"
+        >
             <label for="new-username">"Username"</label>
             <input id="new-username" name="fields[username]" autocomplete="off" />
             <FieldError reply=add_reply name="username" />
