@@ -806,8 +806,7 @@ fn Users() -> impl IntoView {
                         <tbody>
                             {s
                                 .users
-                                .iter()
-                                .cloned()
+                                .into_iter()
                                 .map(|u| {
                                     let id = u.id;
                                     let disabled = u.disabled;
