@@ -108,6 +108,16 @@ test('an admin sets up an organization that a verification then uses, all audite
   await admin.waitForSelector('[data-testid=connection-test-result]:has-text("Connected")');
   await screenshot(admin, 'settings-connections');
 
+  // One-click connect: the ticket callback and, with a screen id, the pod.
+  await admin.fill('#conn1-pod_screen_id', '25');
+  await clickAndWait(admin, '[data-testid=conn1-form] [data-testid=save-connection]', 'save_connection');
+  await clickAndWait(admin, '[data-testid=connect-psa]', 'connect_psa');
+  const connected = await admin.textContent('[data-testid=connect-result]');
+  assert.match(connected, /Created ticket callback \d+: .*\/hooks\/connectwise\/1\?recordId=/);
+  assert.match(connected, /Created pod \d+ on screen 25/);
+  await admin.locator('[data-testid=connect-result]').scrollIntoViewIfNeeded();
+  await screenshot(admin, 'settings-connect');
+
   // A Fabrikam ticket is verified with Fabrikam's Duo account.
   const cw = demo.urls['new ticket'].replace(/\/sim\/new-ticket$/, '');
   const psa = await browser.newPage();

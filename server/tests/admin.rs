@@ -552,6 +552,32 @@ async fn connectwise_test_and_one_click_connect_against_the_simulator() {
         "{reply}"
     );
 
+    // The simulator checks a hosted setup the way ConnectWise does.
+    let client = deskproof::psa::connectwise::ConnectWiseClient::new(cw.clone()).expect("client");
+    for (screen_id, url) in [
+        (0, "https://deskproof.example/pod"),
+        (42, "ftp://deskproof.example"),
+    ] {
+        let bad = deskproof::psa::connectwise::model::HostedSetup {
+            id: None,
+            screen_id,
+            description: "deskproof".into(),
+            url: url.into(),
+            kind: "Pod".into(),
+            origin: None,
+            pod_height: None,
+            disabled_flag: None,
+        };
+        let refused = client.register_hosted_setup(&bad).await;
+        assert!(
+            matches!(
+                refused,
+                Err(deskproof::psa::PsaError::Rejected { status: 400, .. })
+            ),
+            "{refused:?}"
+        );
+    }
+
     // A second click creates nothing new.
     let reply = ok(&admin, url, "connect_psa", &[("id", &id)]).await;
     assert!(reply.to_string().contains("already registered"), "{reply}");
@@ -860,4 +886,72 @@ async fn users_are_added_disabled_and_given_new_passwords() {
         .count("SELECT COUNT(*) FROM audit_log WHERE action IN ('user added', 'user disabled', 'user enabled', 'password reset')")
         .await;
     assert_eq!(audit, 4);
+}
+
+#[tokio::test]
+async fn policies_save_only_what_was_set_and_organizations_can_be_renamed() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let org = app.world.organization_id;
+    let org_s = org.to_string();
+    let reply = ok(
+        &admin,
+        url,
+        "save_policy",
+        &[
+            ("organization_id", &org_s),
+            ("fields[push_timeout_secs]", "90"),
+            ("fields[pod_enabled]", "yes"),
+            ("fields[pushes_per_ticket]", ""),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let reply = ok(
+        &admin,
+        url,
+        "save_policy",
+        &[("organization_id", ""), ("fields[pushes_per_ticket]", "2")],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let own = app.store.policy_settings(Some(org)).await.expect("policy");
+    assert_eq!(own.push_timeout_secs, Some(90));
+    assert_eq!(own.pod_enabled, Some(true));
+    assert_eq!(own.pushes_per_ticket, None, "blank inherits");
+    let defaults = app.store.policy_settings(None).await.expect("defaults");
+    let policy = deskproof::policy::Policy::default()
+        .with(&defaults)
+        .with(&own);
+    assert_eq!(policy.pushes_per_ticket, 2, "the default applies");
+    assert_eq!(policy.push_timeout_secs, 90);
+    let view = settings(&admin, url).await;
+    assert_eq!(view["policy_defaults"]["pushes_per_ticket"], "2");
+    assert_eq!(view["organizations"][0]["policy"]["pod_enabled"], "yes");
+
+    let reply = ok(
+        &admin,
+        url,
+        "save_organization",
+        &[("id", &org_s), ("name", "Contoso Ltd")],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    assert_eq!(
+        app.store
+            .organization(org)
+            .await
+            .expect("read")
+            .expect("org")
+            .name,
+        "Contoso Ltd"
+    );
+    let renamed = ok(&admin, url, "audit", &[("query[organization]", &org_s)]).await;
+    assert!(
+        renamed
+            .to_string()
+            .contains("from \\\"Contoso\\\" to \\\"Contoso Ltd\\\""),
+        "{renamed}"
+    );
 }
