@@ -276,7 +276,11 @@ impl AdminBackend for AdminService {
         let mut connections = Vec::new();
         for row in store.psa_connections().await.map_err(internal)? {
             let spec = psa_kind(&row.kind);
-            let secrets = self.connection_secrets(&row.secrets_sealed)?;
+            // A connection whose secrets no longer open (another master key) shows them as
+            // not set, so the page still loads and they can be entered again.
+            let secrets = self
+                .connection_secrets(&row.secrets_sealed)
+                .unwrap_or_default();
             let mut settings = BTreeMap::new();
             if let serde_json::Value::Object(map) = &row.settings {
                 for (k, v) in map {
