@@ -496,7 +496,9 @@ impl AdminBackend for AdminService {
                     .map_err(internal)?
                     .filter(|r| r.kind == spec.kind)
                     .ok_or_else(|| invalid("Unknown PSA connection."))?;
-                self.connection_secrets(&row.secrets_sealed)?
+                // Secrets that no longer open must be entered again.
+                self.connection_secrets(&row.secrets_sealed)
+                    .unwrap_or_default()
             }
             None => BTreeMap::new(),
         };
