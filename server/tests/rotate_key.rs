@@ -94,3 +94,61 @@ async fn a_secret_the_current_key_cannot_open_stops_the_rotation_with_nothing_ch
     assert!(old.open(&after.auth_skey_sealed).is_ok());
     assert!(store.audit_entries(10).await.expect("audit").is_empty());
 }
+
+#[tokio::test]
+async fn the_rotate_key_command_reseals_the_configured_database() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db_url = format!("sqlite://{}/deskproof.db", dir.path().display());
+    // The key file the configuration uses by default: master.key beside the database.
+    let old = MasterKey::load_or_create(&dir.path().join("master.key")).expect("key");
+    {
+        let store = storage::connect(&db_url).await.expect("store");
+        let org = store.create_organization("Contoso").await.expect("org");
+        store
+            .save_duo_account(&DuoAccountRow {
+                organization_id: org,
+                api_host: "api-1.duosecurity.com".into(),
+                auth_ikey: "DIAUTH".into(),
+                auth_skey_sealed: old.seal("auth secret"),
+                admin_ikey: "DIADMIN".into(),
+                admin_skey_sealed: old.seal("admin secret"),
+            })
+            .await
+            .expect("duo");
+    }
+    let new_file = dir.path().join("master-2.key");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deskproof"))
+        .args(["rotate-key", "--new-key-file"])
+        .arg(&new_file)
+        .current_dir(dir.path())
+        .env("DESKPROOF_DATABASE_URL", &db_url)
+        .env("DESKPROOF_LOG", "warn")
+        .output()
+        .expect("runs");
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("re-sealed 2 secret(s)"), "{stdout}");
+    let new = MasterKey::load_or_create(&new_file).expect("new key");
+    let store = storage::connect(&db_url).await.expect("store");
+    let duo = store.duo_account(1).await.expect("read").expect("account");
+    assert_eq!(
+        new.open(&duo.auth_skey_sealed).expect("opens").expose(),
+        "auth secret"
+    );
+    assert!(old.open(&duo.admin_skey_sealed).is_err());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&new_file)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
