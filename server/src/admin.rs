@@ -1122,3 +1122,71 @@ impl AdminBackend for AdminService {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(detail: &str) -> AuditRow {
+        AuditRow {
+            id: 7,
+            at: "2026-01-02T03:04:05.678Z".into(),
+            actor: "Ann \"the admin\" Lee".into(),
+            action: "organization renamed".into(),
+            organization: Some("Contoso, Ltd".into()),
+            ticket: None,
+            contact: None,
+            duo_user: None,
+            outcome: None,
+            txid: None,
+            detail: Some(detail.into()),
+        }
+    }
+
+    #[test]
+    fn csv_quotes_commas_quotes_and_line_breaks() {
+        let bytes = audit_csv(&[row("line one\nline two")]).expect("csv");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        assert!(
+            text.starts_with("id,at,actor,action,organization,"),
+            "{text}"
+        );
+        assert!(text.contains(",\"Ann \"\"the admin\"\" Lee\","), "{text}");
+        assert!(text.contains(",\"Contoso, Ltd\","), "{text}");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].get(2), Some("Ann \"the admin\" Lee"));
+        assert_eq!(records[0].get(10), Some("line one\nline two"));
+        assert_eq!(records[0].get(5), Some(""));
+    }
+
+    #[test]
+    fn policy_values_read_as_form_text() {
+        let map = policy_strings(serde_json::json!({"pod_enabled": false, "verified_minutes": 10}));
+        assert_eq!(map.get("pod_enabled").map(String::as_str), Some("no"));
+        assert_eq!(map.get("verified_minutes").map(String::as_str), Some("10"));
+    }
+
+    #[test]
+    fn only_settings_and_audit_paths_are_admin_pages() {
+        use crate::http::admin::is_admin_path;
+        for p in [
+            "/settings",
+            "/settings/users",
+            "/audit",
+            "/audit/export.csv",
+        ] {
+            assert!(is_admin_path(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/settingsx",
+            "/auditor",
+            "/verify/abc",
+            "/api/admin/settings",
+        ] {
+            assert!(!is_admin_path(p), "{p}");
+        }
+    }
+}
