@@ -1,6 +1,7 @@
 //! deskproof's user interface: pages rendered on the server and hydrated in the browser.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod model;
 pub mod pages;

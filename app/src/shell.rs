@@ -6,6 +6,7 @@ use leptos_router::{
 };
 
 use crate::pages::pod::PodPage;
+use crate::pages::{audit, settings};
 use crate::pages::{home::HomePage, not_found::NotFound, signin::SignInPage, verify::VerifyPage};
 
 /// The HTML document around every page.
@@ -39,6 +40,17 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/signin") view=SignInPage />
                 <Route path=path!("/verify/:token") view=VerifyPage />
                 <Route path=path!("/pod/connectwise/:connection_id") view=PodPage />
+                <Route path=path!("/settings") view=settings::SettingsPage />
+                <Route path=path!("/settings/organizations") view=settings::OrganizationsPage />
+                <Route
+                    path=path!("/settings/organizations/:id")
+                    view=settings::OrganizationPage
+                />
+                <Route path=path!("/settings/connections") view=settings::ConnectionsPage />
+                <Route path=path!("/settings/policy") view=settings::DefaultPolicyPage />
+                <Route path=path!("/settings/users") view=settings::UsersPage />
+                <Route path=path!("/audit") view=audit::AuditPage />
+                <Route path=path!("/audit/ticket/:ticket") view=audit::TicketTimelinePage />
             </Routes>
         </Router>
     }

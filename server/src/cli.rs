@@ -35,6 +35,13 @@ pub enum Command {
     /// Store organizations, Duo keys, ConnectWise connections and company mappings from a
     /// TOML file (see the README). Secrets are sealed with the master key.
     Setup { file: PathBuf },
+    /// Re-seal every stored secret with a new master key, in one transaction. The new key
+    /// file is created (mode 0600) when it does not exist. Stop the server first, and point
+    /// `master_key_file` at the new file afterwards; links signed with the old key stop working.
+    RotateKey {
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
     /// Manage local accounts.
     User {
         #[command(subcommand)]
@@ -90,6 +97,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{line}");
             }
             println!("stored {} organization(s)", setup.organization.len());
+        }
+        Command::RotateKey { new_key_file } => {
+            let store = storage::connect(&config.database_url).await?;
+            let old = crate::crypto::MasterKey::from_config(&config)?;
+            let count = crate::rotate::run(&store, &old, &new_key_file).await?;
+            println!(
+                "re-sealed {count} secret(s) with the key in {}; set master_key_file to it \
+                 (or replace the old key file with it) before starting deskproof again",
+                new_key_file.display()
+            );
         }
         Command::User {
             command:

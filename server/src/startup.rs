@@ -96,6 +96,14 @@ impl Application {
             worker: worker.clone(),
             verifiers: Default::default(),
             psa_http: psa_http.clone(),
+            admin: Arc::new(crate::admin::AdminService {
+                store: store.clone(),
+                key: flow.key.clone(),
+                public_url: flow.settings.public_url.clone(),
+                builtin_policy: flow.settings.policy.clone(),
+                duo_http: crate::duo::DuoClient::http_client()?,
+                psa_http: crate::psa::source::PsaHttp::new()?,
+            }),
         };
         Ok(Application {
             listener,

@@ -1,4 +1,5 @@
 //! HTTP: the router, request logging and the small endpoints that are not pages.
+pub mod admin;
 pub mod frame;
 pub mod guard;
 pub mod hooks;
@@ -35,12 +36,17 @@ pub struct AppState {
     pub verifiers: hooks::Verifiers,
     /// Connection pools and caches for the PSA clients that check webhooks.
     pub psa_http: crate::psa::source::PsaHttp,
+    pub admin: Arc<crate::admin::AdminService>,
 }
 
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
     let backend = state.backend.clone();
-    let context = move || provide_context(backend.clone());
+    let admin_backend: app::admin::SharedAdminBackend = state.admin.clone();
+    let context = move || {
+        provide_context(backend.clone());
+        provide_context(admin_backend.clone());
+    };
     let options = state.leptos_options.clone();
     let sessions = SessionManagerLayer::new(SharedSessionStore(state.store.session_store()))
         .with_name("deskproof_session")
@@ -61,9 +67,14 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/freshdesk/{connection_id}", post(hooks::freshdesk))
         .route("/hooks/halopsa/{connection_id}", post(hooks::halopsa))
         .route("/api/{*fn_name}", get(server_fns).post(server_fns))
+        .route("/audit/export.csv", get(admin::audit_export))
         .leptos_routes_with_context(&state, routes, context, move || app::shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::admin_pages_guard,
         ))
         .layer(sessions)
         .layer(axum::middleware::from_fn(guard::same_origin_only))
@@ -84,9 +95,16 @@ pub fn router(state: AppState) -> Router {
 
 async fn server_fns(State(state): State<AppState>, request: Request<Body>) -> Response {
     let backend = state.backend.clone();
-    handle_server_fns_with_context(move || provide_context(backend.clone()), request)
-        .await
-        .into_response()
+    let admin_backend: app::admin::SharedAdminBackend = state.admin.clone();
+    handle_server_fns_with_context(
+        move || {
+            provide_context(backend.clone());
+            provide_context(admin_backend.clone());
+        },
+        request,
+    )
+    .await
+    .into_response()
 }
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise.

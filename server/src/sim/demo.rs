@@ -323,6 +323,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if std::env::var_os("DESKPROOF_DEMO_FAST").is_some() {
         world.duo.set_push_timeout(Duration::from_secs(8));
     }
+    // A second client company that is not set up yet: an admin adds it in Settings.
+    let fabrikam = world.cw.add_company("Fabrikam");
+    world.cw.add_contact_at(
+        Some(fabrikam),
+        "Adele",
+        "Vance",
+        "adele.vance@fabrikam.example",
+    );
+    world.duo.add_user(
+        SimUser::new("adele.vance")
+            .name("Adele", "Vance")
+            .email("adele.vance@fabrikam.example")
+            .push_phone("+15555550301"),
+    );
     let url = app.url();
     println!();
     println!("deskproof demo is running at {url}");
@@ -396,9 +410,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "nina.new",
         "chris.doe1",
         "chris.doe2",
+        "adele.vance",
     ] {
         println!("  phone {user}: {}", world.duo.phone_url(user));
     }
+    println!();
+    println!("Not set up yet: ConnectWise company Fabrikam (company id {fabrikam}, contact");
+    println!("Adele Vance). Set it up in Settings with the Duo simulator's keys:");
+    let (auth, admin) = (world.duo.auth_keys(), world.duo.admin_keys());
+    println!("  duo api host:   {}", auth.api_host);
+    println!("  duo auth ikey:  {}", auth.ikey);
+    println!("  duo auth skey:  {}", auth.skey.expose());
+    println!("  duo admin ikey: {}", admin.ikey);
+    println!("  duo admin skey: {}", admin.skey.expose());
     println!();
     println!(
         "Contacts: Alex Example and Megan Bowen verify; Sam Sample is in bypass; Lee Landline"

@@ -174,6 +174,86 @@ pub trait Storage: Send + Sync + 'static {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StorageError>;
     async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>, StorageError>;
 
+    // Administration. Every change below writes its `audit` entry in the same transaction as
+    // the change itself: either both are stored or neither is.
+
+    /// Every organization, ordered by name.
+    async fn organizations(&self) -> Result<Vec<Organization>, StorageError>;
+    /// Creates an organization (`id` `None`) or renames one. Names are unique regardless of
+    /// case: a taken name is [`StorageError::Conflict`]; an unknown `id` is
+    /// [`StorageError::NotFound`]. Returns the organization's id.
+    async fn save_organization(
+        &self,
+        id: Option<i64>,
+        name: &str,
+        audit: &AuditEntry,
+    ) -> Result<i64, StorageError>;
+    /// Every company mapping with the names of its connection and organization, ordered by
+    /// connection, then company id.
+    async fn company_mappings(&self) -> Result<Vec<CompanyMappingRow>, StorageError>;
+    /// Maps a PSA company to an organization, replacing an existing mapping of that company on
+    /// that connection. An unknown connection or organization is [`StorageError::NotFound`].
+    async fn save_company_mapping(
+        &self,
+        connection_id: i64,
+        psa_company_id: &str,
+        organization_id: i64,
+        audit: &AuditEntry,
+    ) -> Result<(), StorageError>;
+    /// Inserts or replaces the Duo account of `account.organization_id` (secrets already
+    /// sealed). An unknown organization is [`StorageError::NotFound`].
+    async fn save_duo_account_audited(
+        &self,
+        account: &DuoAccountRow,
+        audit: &AuditEntry,
+    ) -> Result<(), StorageError>;
+    /// Creates a PSA connection (`id` `None`) or replaces the name, settings and sealed
+    /// secrets of an existing one; its kind never changes. A taken name (case-insensitive) is
+    /// [`StorageError::Conflict`]; an unknown `id` or a different kind is
+    /// [`StorageError::NotFound`]. Returns the connection's id.
+    async fn save_psa_connection(
+        &self,
+        id: Option<i64>,
+        conn: &NewPsaConnection,
+        audit: &AuditEntry,
+    ) -> Result<i64, StorageError>;
+    /// [`Storage::save_policy_settings`] together with its audit entry.
+    async fn save_policy_settings_audited(
+        &self,
+        organization_id: Option<i64>,
+        settings: &PolicySettings,
+        audit: &AuditEntry,
+    ) -> Result<(), StorageError>;
+    /// Every local account, ordered by username.
+    async fn users(&self) -> Result<Vec<UserRecord>, StorageError>;
+    /// [`Storage::create_user`] together with its audit entry.
+    async fn create_user_audited(
+        &self,
+        user: NewUser,
+        audit: &AuditEntry,
+    ) -> Result<UserRecord, StorageError>;
+    /// Changes what is `Some` of an account: disabled flag and/or password hash. An unknown
+    /// `id` is [`StorageError::NotFound`].
+    async fn update_user(
+        &self,
+        id: i64,
+        disabled: Option<bool>,
+        password_hash: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<(), StorageError>;
+    /// Audit entries matching every set field of `filter`, newest first, at most
+    /// `filter.limit` (oldest first when `filter.oldest_first`).
+    async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError>;
+    /// Replaces every sealed secret (Duo secret keys, PSA connection secrets) with what
+    /// `reseal` returns for it, and appends `audit`, all in one transaction. When `reseal`
+    /// fails for any value nothing is written and the result is
+    /// [`StorageError::Corrupt`]. Returns how many values were re-sealed.
+    async fn reseal_secrets(
+        &self,
+        reseal: &(dyn for<'s> Fn(&'s str) -> Option<String> + Send + Sync),
+        audit: &AuditEntry,
+    ) -> Result<usize, StorageError>;
+
     /// The session store for sign-in, kept in the same database.
     fn session_store(&self) -> Arc<dyn tower_sessions::SessionStore>;
 }
@@ -314,6 +394,42 @@ pub struct AuditEntry {
     pub outcome: Option<String>,
     pub txid: Option<String>,
     pub detail: Option<String>,
+}
+
+/// A PSA company mapped to an organization, with both names for display.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompanyMappingRow {
+    pub connection_id: i64,
+    pub connection_name: String,
+    pub psa_company_id: String,
+    pub organization_id: i64,
+    pub organization_name: String,
+}
+
+/// What to look for in the audit log; `None` fields do not filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub organization_id: Option<i64>,
+    /// Exact ticket id.
+    pub ticket: Option<String>,
+    /// Part of the actor's name, case-insensitive.
+    pub actor: Option<String>,
+    /// Exact outcome (an attempt state such as `approved`).
+    pub outcome: Option<String>,
+    /// Entries at or after this instant (`YYYY-MM-DDTHH:MM:SSZ` text, compared as text).
+    pub from: Option<String>,
+    /// Entries before this instant (same form).
+    pub until: Option<String>,
+    pub oldest_first: bool,
+    pub limit: i64,
+}
+
+/// One stored audit entry with its id and its organization's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub organization_name: Option<String>,
+    pub entry: AuditEntry,
 }
 
 /// Opens the database named by `url` and applies the migrations: a SQLite file (created if

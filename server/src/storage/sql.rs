@@ -16,9 +16,9 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 use crate::policy::PolicySettings;
 
 use super::{
-    Attempt, AuditEntry, DuoAccountRow, Job, Lane, NewAttempt, NewJob, NewNote, NewPsaConnection,
-    NewUser, NoteRow, Organization, PsaConnectionRow, Storage, StorageError, TicketCase,
-    UserRecord,
+    Attempt, AuditEntry, AuditFilter, AuditRecord, CompanyMappingRow, DuoAccountRow, Job, Lane,
+    NewAttempt, NewJob, NewNote, NewPsaConnection, NewUser, NoteRow, Organization,
+    PsaConnectionRow, Storage, StorageError, TicketCase, UserRecord,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +265,55 @@ async fn insert_note(
         .execute(&mut **tx)
         .await?;
     Ok(note_id)
+}
+
+/// Appends an audit entry inside the caller's transaction.
+async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    e: &AuditEntry,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO audit_log (actor, action, organization_id, ticket, contact, duo_user, \
+         outcome, txid, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(e.organization_id)
+    .bind(&e.ticket)
+    .bind(&e.contact)
+    .bind(&e.duo_user)
+    .bind(&e.outcome)
+    .bind(&e.txid)
+    .bind(&e.detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn audit_entry_from_row(r: &AnyRow) -> Result<AuditEntry, StorageError> {
+    Ok(AuditEntry {
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        organization_id: r.try_get("organization_id")?,
+        ticket: r.try_get("ticket")?,
+        contact: r.try_get("contact")?,
+        duo_user: r.try_get("duo_user")?,
+        outcome: r.try_get("outcome")?,
+        txid: r.try_get("txid")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
+async fn organization_exists(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+) -> Result<bool, StorageError> {
+    Ok(sqlx::query("SELECT 1 FROM organizations WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some())
 }
 
 // Booleans are read as integers: the two databases store them differently.
@@ -938,6 +987,404 @@ impl Storage for SqlStorage {
                 })
             })
             .collect()
+    }
+
+    async fn organizations(&self) -> Result<Vec<Organization>, StorageError> {
+        let rows = sqlx::query("SELECT id, name FROM organizations ORDER BY name, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Organization {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_organization(
+        &self,
+        id: Option<i64>,
+        name: &str,
+        audit: &AuditEntry,
+    ) -> Result<i64, StorageError> {
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let taken = || format!("an organization named {name:?}");
+        let id = match id {
+            None => sqlx::query("INSERT INTO organizations (name) VALUES ($1) RETURNING id")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(conflict(taken()))?
+                .try_get("id")?,
+            Some(id) => {
+                let done = sqlx::query("UPDATE organizations SET name = $1 WHERE id = $2")
+                    .bind(name)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict(taken()))?;
+                if done.rows_affected() == 0 {
+                    return Err(StorageError::NotFound(format!("organization {id}")));
+                }
+                id
+            }
+        };
+        let mut audit = audit.clone();
+        audit.organization_id = Some(id);
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn company_mappings(&self) -> Result<Vec<CompanyMappingRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT m.connection_id, c.name AS connection_name, m.psa_company_id, \
+             m.organization_id, o.name AS organization_name FROM company_mappings m \
+             JOIN psa_connections c ON c.id = m.connection_id \
+             JOIN organizations o ON o.id = m.organization_id \
+             ORDER BY m.connection_id, m.psa_company_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CompanyMappingRow {
+                    connection_id: r.try_get("connection_id")?,
+                    connection_name: r.try_get("connection_name")?,
+                    psa_company_id: r.try_get("psa_company_id")?,
+                    organization_id: r.try_get("organization_id")?,
+                    organization_name: r.try_get("organization_name")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_company_mapping(
+        &self,
+        connection_id: i64,
+        psa_company_id: &str,
+        organization_id: i64,
+        audit: &AuditEntry,
+    ) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        if !organization_exists(&mut tx, organization_id).await? {
+            return Err(StorageError::NotFound(format!(
+                "organization {organization_id}"
+            )));
+        }
+        let connection = sqlx::query("SELECT 1 FROM psa_connections WHERE id = $1")
+            .bind(connection_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if connection.is_none() {
+            return Err(StorageError::NotFound(format!(
+                "PSA connection {connection_id}"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO company_mappings (connection_id, psa_company_id, organization_id) \
+             VALUES ($1, $2, $3) ON CONFLICT (connection_id, psa_company_id) \
+             DO UPDATE SET organization_id = excluded.organization_id",
+        )
+        .bind(connection_id)
+        .bind(psa_company_id)
+        .bind(organization_id)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn save_duo_account_audited(
+        &self,
+        a: &DuoAccountRow,
+        audit: &AuditEntry,
+    ) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        if !organization_exists(&mut tx, a.organization_id).await? {
+            return Err(StorageError::NotFound(format!(
+                "organization {}",
+                a.organization_id
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO duo_accounts (organization_id, api_host, auth_ikey, auth_skey_sealed, \
+             admin_ikey, admin_skey_sealed) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (organization_id) DO UPDATE SET api_host = excluded.api_host, \
+             auth_ikey = excluded.auth_ikey, auth_skey_sealed = excluded.auth_skey_sealed, \
+             admin_ikey = excluded.admin_ikey, admin_skey_sealed = excluded.admin_skey_sealed, \
+             updated_at = $7",
+        )
+        .bind(a.organization_id)
+        .bind(&a.api_host)
+        .bind(&a.auth_ikey)
+        .bind(&a.auth_skey_sealed)
+        .bind(&a.admin_ikey)
+        .bind(&a.admin_skey_sealed)
+        .bind(now_text())
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn save_psa_connection(
+        &self,
+        id: Option<i64>,
+        c: &NewPsaConnection,
+        audit: &AuditEntry,
+    ) -> Result<i64, StorageError> {
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let taken = || format!("a PSA connection named {:?}", c.name);
+        let id = match id {
+            None => sqlx::query(
+                "INSERT INTO psa_connections (kind, name, settings, secrets_sealed) \
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(&c.kind)
+            .bind(&c.name)
+            .bind(c.settings.to_string())
+            .bind(&c.secrets_sealed)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(conflict(taken()))?
+            .try_get("id")?,
+            Some(id) => {
+                let done = sqlx::query(
+                    "UPDATE psa_connections SET name = $1, settings = $2, secrets_sealed = $3 \
+                     WHERE id = $4 AND kind = $5",
+                )
+                .bind(&c.name)
+                .bind(c.settings.to_string())
+                .bind(&c.secrets_sealed)
+                .bind(id)
+                .bind(&c.kind)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict(taken()))?;
+                if done.rows_affected() == 0 {
+                    return Err(StorageError::NotFound(format!(
+                        "{} connection {id}",
+                        c.kind
+                    )));
+                }
+                id
+            }
+        };
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn save_policy_settings_audited(
+        &self,
+        organization_id: Option<i64>,
+        settings: &PolicySettings,
+        audit: &AuditEntry,
+    ) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
+        let text = serde_json::to_string(settings).map_err(|_| StorageError::Corrupt("policy"))?;
+        let mut tx = self.pool.begin().await?;
+        let done = match organization_id {
+            None => {
+                sqlx::query(
+                    "INSERT INTO policy_defaults (id, settings) VALUES (1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET settings = excluded.settings",
+                )
+                .bind(&text)
+                .execute(&mut *tx)
+                .await?
+            }
+            Some(id) => {
+                sqlx::query("UPDATE organizations SET policy = $1 WHERE id = $2")
+                    .bind(&text)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound("organization".into()));
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, StorageError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY lower(username), id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn create_user_audited(
+        &self,
+        user: NewUser,
+        audit: &AuditEntry,
+    ) -> Result<UserRecord, StorageError> {
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO users (username, display_name, role, password_hash) VALUES ($1, $2, $3, $4) \
+             RETURNING {USER_COLUMNS}"
+        ))
+        .bind(&user.username)
+        .bind(&user.display_name)
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict(format!("a user named {:?}", user.username)))?;
+        let record = user_from_row(&row)?;
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn update_user(
+        &self,
+        id: i64,
+        disabled: Option<bool>,
+        password_hash: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<(), StorageError> {
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET disabled = COALESCE($1, disabled), \
+             password_hash = COALESCE($2, password_hash) WHERE id = $3",
+        )
+        .bind(disabled)
+        .bind(password_hash)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound(format!("user {id}")));
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn search_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError> {
+        // Each filter adds one `$n` condition; the values are bound in the same order.
+        let mut sql = String::from(
+            "SELECT a.id, a.at, a.actor, a.action, a.organization_id, a.ticket, a.contact, \
+             a.duo_user, a.outcome, a.txid, a.detail, o.name AS organization_name \
+             FROM audit_log a LEFT JOIN organizations o ON o.id = a.organization_id WHERE 1 = 1",
+        );
+        let mut texts: Vec<String> = Vec::new();
+        let mut condition = |sql: &mut String, clause: &str, value: String| {
+            texts.push(value);
+            sql.push_str(&format!(" AND {clause} ${}", texts.len()));
+        };
+        if let Some(org) = f.organization_id {
+            // Compared as text so every bound value has one type.
+            condition(
+                &mut sql,
+                "CAST(a.organization_id AS TEXT) =",
+                org.to_string(),
+            );
+        }
+        if let Some(ticket) = &f.ticket {
+            condition(&mut sql, "a.ticket =", ticket.clone());
+        }
+        if let Some(actor) = &f.actor {
+            condition(
+                &mut sql,
+                "LOWER(a.actor) LIKE",
+                format!("%{}%", actor.to_lowercase()),
+            );
+        }
+        if let Some(outcome) = &f.outcome {
+            condition(&mut sql, "a.outcome =", outcome.clone());
+        }
+        if let Some(from) = &f.from {
+            condition(&mut sql, "a.at >=", from.clone());
+        }
+        if let Some(until) = &f.until {
+            condition(&mut sql, "a.at <", until.clone());
+        }
+        let order = if f.oldest_first { "ASC" } else { "DESC" };
+        sql.push_str(&format!(
+            " ORDER BY a.id {order} LIMIT ${}",
+            texts.len() + 1
+        ));
+        let mut query = sqlx::query(&sql);
+        for text in texts {
+            query = query.bind(text);
+        }
+        let rows = query.bind(f.limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    id: r.try_get("id")?,
+                    organization_name: r.try_get("organization_name")?,
+                    entry: audit_entry_from_row(r)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn reseal_secrets(
+        &self,
+        reseal: &(dyn for<'s> Fn(&'s str) -> Option<String> + Send + Sync),
+        audit: &AuditEntry,
+    ) -> Result<usize, StorageError> {
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let mut count = 0;
+        let accounts = sqlx::query(
+            "SELECT organization_id, auth_skey_sealed, admin_skey_sealed FROM duo_accounts",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &accounts {
+            let id: i64 = row.try_get("organization_id")?;
+            let auth: String = row.try_get("auth_skey_sealed")?;
+            let admin: String = row.try_get("admin_skey_sealed")?;
+            let auth = reseal(&auth).ok_or(StorageError::Corrupt("Duo secret key"))?;
+            let admin = reseal(&admin).ok_or(StorageError::Corrupt("Duo secret key"))?;
+            sqlx::query(
+                "UPDATE duo_accounts SET auth_skey_sealed = $1, admin_skey_sealed = $2 \
+                 WHERE organization_id = $3",
+            )
+            .bind(auth)
+            .bind(admin)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            count += 2;
+        }
+        let connections = sqlx::query("SELECT id, secrets_sealed FROM psa_connections")
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &connections {
+            let id: i64 = row.try_get("id")?;
+            let sealed: String = row.try_get("secrets_sealed")?;
+            let sealed = reseal(&sealed).ok_or(StorageError::Corrupt("PSA connection secrets"))?;
+            sqlx::query("UPDATE psa_connections SET secrets_sealed = $1 WHERE id = $2")
+                .bind(sealed)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            count += 1;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(count)
     }
 
     fn session_store(&self) -> Arc<dyn tower_sessions::SessionStore> {

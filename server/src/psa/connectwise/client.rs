@@ -287,6 +287,14 @@ impl ConnectWiseClient {
         .await
     }
 
+    /// `GET /system/connectwisehostedsetups` (first page of up to 1000).
+    pub async fn list_hosted_setups(&self) -> Result<Vec<HostedSetup>, PsaError> {
+        self.get("/system/connectwisehostedsetups?pageSize=1000", || {
+            "hosted setups".to_owned()
+        })
+        .await
+    }
+
     /// Tickets entered after `since`, oldest id first, reading every page.
     #[tracing::instrument(skip(self), fields(psa = "connectwise"))]
     pub async fn list_tickets_since(

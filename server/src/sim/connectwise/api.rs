@@ -678,6 +678,27 @@ async fn post_setup(AxState(shared): AxState<AppState>, body: Bytes) -> Response
     ) {
         return r;
     }
+    if body.get("screenId").and_then(Value::as_i64).unwrap_or(0) <= 0 {
+        return invalid(
+            "connectWiseHostedSetup",
+            "screenId",
+            "InvalidValue",
+            "screenId must be the id of a Hosted API screen",
+        );
+    }
+    let url_ok = body
+        .get("url")
+        .and_then(Value::as_str)
+        .and_then(|u| url::Url::parse(u).ok())
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
+    if !url_ok {
+        return invalid(
+            "connectWiseHostedSetup",
+            "url",
+            "InvalidValue",
+            "url must be an http(s) URL",
+        );
+    }
     let kind_ok = body
         .get("type")
         .and_then(Value::as_str)

@@ -1,0 +1,204 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import {
+  startDemo, launchBrowser, screenshot, signIn, waitForHydration, DEMO_ADMIN, DEMO_TECH,
+} from './support.mjs';
+
+let demo;
+let browser;
+
+before(async () => {
+  demo = await startDemo();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await demo?.stop();
+});
+
+/** A value the demo printed as `  label: value`. */
+function printed(label) {
+  const m = demo.output().match(new RegExp(`^\\s*${label}:\\s+(\\S+)`, 'm'));
+  assert.ok(m, `demo printed ${label}`);
+  return m[1];
+}
+
+/** Reloads a page until it contains `text`. */
+async function reloadUntil(page, text, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await page.content()).includes(text)) return;
+    if (Date.now() > deadline) throw new Error(`page never showed ${JSON.stringify(text)}`);
+    await page.waitForTimeout(300);
+    await page.reload();
+  }
+}
+
+/** Clicks and waits for the server function's answer. */
+async function clickAndWait(page, selector, fn) {
+  await Promise.all([
+    page.waitForResponse((r) => r.url().includes(`/api/admin/${fn}`)),
+    page.click(selector),
+  ]);
+}
+
+test('an admin sets up an organization that a verification then uses, all audited', async () => {
+  const keys = {
+    host: printed('duo api host'),
+    authIkey: printed('duo auth ikey'),
+    authSkey: printed('duo auth skey'),
+    adminIkey: printed('duo admin ikey'),
+    adminSkey: printed('duo admin skey'),
+  };
+  const fabrikamId = demo.output().match(/company Fabrikam \(company id (\d+)/)[1];
+  const app = demo.urls.app;
+
+  const admin = await browser.newPage();
+  await signIn(admin, app, DEMO_ADMIN);
+  await admin.waitForSelector('nav a[href="/settings"]');
+
+  // Organization.
+  await admin.goto(`${app}/settings/organizations`);
+  await waitForHydration(admin);
+  await admin.click('[data-testid=new-organization] button[type=submit]');
+  await admin.waitForSelector('[data-testid=error-name]');
+  assert.equal(await admin.textContent('[data-testid=error-name]'), 'Enter a name.');
+  await admin.fill('#org-name', 'Fabrikam');
+  await clickAndWait(admin, '[data-testid=new-organization] button[type=submit]', 'save_organization');
+  await admin.waitForSelector('[data-testid=organizations] a:has-text("Fabrikam")');
+  await screenshot(admin, 'settings-organizations');
+
+  // Duo keys: a wrong secret key first, then the right one.
+  await admin.click('[data-testid=organizations] a:has-text("Fabrikam")');
+  await admin.waitForSelector('[data-testid=duo-form]');
+  await waitForHydration(admin);
+  assert.equal(await admin.textContent('[data-testid=auth-skey-state]'), 'not set');
+  await admin.fill('#api_host', keys.host);
+  await admin.fill('#auth_ikey', keys.authIkey);
+  await admin.fill('#auth_skey', 'not-the-right-secret-key-0000000000000000');
+  await admin.fill('#admin_ikey', keys.adminIkey);
+  await admin.fill('#admin_skey', keys.adminSkey);
+  await clickAndWait(admin, '[data-testid=save-duo]', 'save_duo');
+  await admin.waitForSelector('[data-testid=auth-skey-state]:text-is("set")');
+  assert.equal(await admin.inputValue('#auth_skey'), '', 'a stored secret is never shown');
+  await clickAndWait(admin, '[data-testid=test-duo]', 'test_duo');
+  const failure = await admin.textContent('[data-testid=duo-test-result]');
+  assert.match(failure, /Duo refused the keys/);
+  assert.match(failure, /Auth API: Duo rejected the request signature \(40103\)/);
+  await screenshot(admin, 'settings-duo-test-failure');
+
+  await admin.fill('#auth_skey', keys.authSkey);
+  await clickAndWait(admin, '[data-testid=save-duo]', 'save_duo');
+  await clickAndWait(admin, '[data-testid=test-duo]', 'test_duo');
+  await admin.waitForSelector('[data-testid=duo-test-result]:has-text("Duo accepted both sets of keys.")');
+  assert.doesNotMatch(await admin.content(), new RegExp(keys.authSkey));
+  await screenshot(admin, 'settings-duo-test-success');
+
+  // Company mapping.
+  await admin.goto(`${app}/settings/connections`);
+  await admin.waitForSelector('[data-testid=mapping-form]');
+  await waitForHydration(admin);
+  await admin.fill('#map-company', fabrikamId);
+  await admin.selectOption('#map-organization', { label: 'Fabrikam' });
+  await clickAndWait(admin, '[data-testid=save-mapping]', 'save_mapping');
+  await admin.waitForSelector(`[data-testid=mappings] td:has-text("Fabrikam")`);
+  await admin.click('[data-testid=test-connection]');
+  await admin.waitForSelector('[data-testid=connection-test-result]:has-text("Connected")');
+  await screenshot(admin, 'settings-connections');
+
+  // One-click connect: the ticket callback and, with a screen id, the pod.
+  await admin.fill('#conn1-pod_screen_id', '25');
+  await clickAndWait(admin, '[data-testid=conn1-form] [data-testid=save-connection]', 'save_connection');
+  await clickAndWait(admin, '[data-testid=connect-psa]', 'connect_psa');
+  const connected = await admin.textContent('[data-testid=connect-result]');
+  assert.match(connected, /Created ticket callback \d+: .*\/hooks\/connectwise\/1\?recordId=/);
+  assert.match(connected, /Created pod \d+ on screen 25/);
+  await admin.locator('[data-testid=connect-result]').scrollIntoViewIfNeeded();
+  await screenshot(admin, 'settings-connect');
+
+  // A Fabrikam ticket is verified with Fabrikam's Duo account.
+  const cw = demo.urls['new ticket'].replace(/\/sim\/new-ticket$/, '');
+  const psa = await browser.newPage();
+  await psa.goto(`${cw}/sim/new-ticket`);
+  await psa.selectOption('select[name=company]', { label: 'Fabrikam' });
+  await psa.selectOption('select[name=contact]', { label: 'Adele Vance' });
+  await psa.fill('input[name=summary]', 'New laptop for Adele');
+  await psa.click('button[type=submit]');
+  await psa.waitForURL(/\/sim\/tickets\/\d+$/);
+  const ticketId = psa.url().match(/\/sim\/tickets\/(\d+)$/)[1];
+  await reloadUntil(psa, '/verify/');
+  const link = await psa.getAttribute('a[href*="/verify/"]', 'href');
+
+  const tech = await browser.newPage();
+  await signIn(tech, app, DEMO_TECH);
+  await tech.goto(link);
+  await tech.waitForSelector('[data-testid=contact]');
+  await waitForHydration(tech);
+  assert.equal(await tech.textContent('[data-testid=contact]'), 'Adele Vance');
+  await tech.click('[data-testid=send-push]');
+  await tech.waitForSelector('[data-testid=status]:has-text("Waiting")');
+  const phone = await browser.newPage();
+  await phone.goto(demo.urls['phone adele.vance']);
+  await phone.waitForSelector('button.approve', { timeout: 15000 });
+  await phone.click('button.approve');
+  await tech.waitForSelector('[data-testid=status]:has-text("Approved")', { timeout: 20000 });
+
+  // The audit log shows the verification; filtered by ticket and exported as CSV.
+  await admin.goto(`${app}/audit?ticket=${ticketId}`);
+  await admin.waitForSelector('[data-testid=audit-table]');
+  await waitForHydration(admin);
+  const table = await admin.textContent('[data-testid=audit-table]');
+  assert.match(table, /push answered/);
+  assert.match(table, /Jordan Tech/);
+  assert.match(table, /Adele Vance/);
+  assert.match(table, /adele\.vance/);
+  assert.match(table, /approved/);
+  assert.match(table, /Fabrikam/);
+  await screenshot(admin, 'settings-audit');
+
+  const [download] = await Promise.all([
+    admin.waitForEvent('download'),
+    admin.click('[data-testid=export-csv]'),
+  ]);
+  const csv = readFileSync(await download.path(), 'utf8');
+  const lines = csv.trim().split('\n');
+  assert.equal(lines[0], 'id,at,actor,action,organization,ticket,contact,duo_user,outcome,txid,detail');
+  assert.ok(lines.slice(1).every((l) => l.includes(`,${ticketId},`)), csv);
+  assert.ok(lines.some((l) => l.includes('push answered') && l.includes(',approved,')), csv);
+
+  // Everything the admin changed is there too.
+  await admin.goto(`${app}/audit?technician=Demo%20Admin`);
+  await admin.waitForSelector('[data-testid=audit-table]');
+  const changes = await admin.textContent('[data-testid=audit-table]');
+  for (const action of ['organization created', 'Duo account saved', 'company mapped']) {
+    assert.match(changes, new RegExp(action));
+  }
+  assert.doesNotMatch(changes, new RegExp(keys.authSkey));
+
+  await admin.goto(`${app}/audit/ticket/${ticketId}`);
+  await admin.waitForSelector('[data-testid=timeline] li');
+  assert.match(await admin.textContent('[data-testid=timeline]'), /push sent[\s\S]*push answered/);
+  await screenshot(admin, 'settings-ticket-timeline');
+});
+
+test('a technician sees no admin links and gets 403 from every admin page', async () => {
+  const app = demo.urls.app;
+  const tech = await browser.newPage();
+  await signIn(tech, app, DEMO_TECH);
+  await tech.waitForSelector('[data-testid=current-user]');
+  await waitForHydration(tech);
+  assert.equal(await tech.locator('a[href="/settings"]').count(), 0);
+  assert.equal(await tech.locator('a[href="/audit"]').count(), 0);
+  for (const path of [
+    '/settings', '/settings/organizations', '/settings/organizations/1', '/settings/connections',
+    '/settings/policy', '/settings/users', '/audit', '/audit/ticket/1', '/audit/export.csv',
+  ]) {
+    const res = await tech.goto(`${app}${path}`);
+    assert.equal(res.status(), 403, path);
+  }
+  await tech.goto(`${app}/settings/users`);
+  await tech.waitForSelector('[data-testid=forbidden]');
+  await screenshot(tech, 'settings-forbidden');
+});

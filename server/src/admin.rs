@@ -1,0 +1,1192 @@
+//! Administration behind the settings and audit pages: organizations, company mappings, PSA
+//! connections, Duo accounts, policy, local accounts and the audit log. Every call checks that
+//! the session belongs to an enabled admin; every change is stored with its audit entry in one
+//! transaction; secrets are sealed with the master key and never sent back.
+use std::collections::BTreeMap;
+
+use app::admin::{
+    psa_kind, AdminBackend, AuditQuery, AuditRow, ConnectionView, DuoView, FormReply, MappingView,
+    OrganizationView, SettingsView, TestReply, UserView, POLICY_FIELDS,
+};
+use app::backend::{BackendError, BackendResult};
+use app::model::Role;
+use tower_sessions::Session;
+
+use crate::auth::{self, SESSION_USER_KEY};
+use crate::crypto::MasterKey;
+use crate::duo::{DuoClient, RetryPolicy};
+use crate::policy::{Policy, PolicySettings};
+use crate::psa::connectwise::model::HostedSetup;
+use crate::psa::connectwise::ConnectWiseClient;
+use crate::psa::source::{connectwise_config, PsaHttp};
+use crate::storage::{
+    AuditEntry, AuditFilter, AuditRecord, DuoAccountRow, NewPsaConnection, NewUser, StorageError,
+    Store, UserRecord,
+};
+
+/// The most rows the audit page and the CSV export return.
+pub const AUDIT_LIMIT: i64 = 5000;
+
+#[derive(Clone)]
+pub struct AdminService {
+    pub store: Store,
+    pub key: MasterKey,
+    /// Where PSAs reach this deployment (callback and pod URLs).
+    pub public_url: String,
+    /// The policy before stored defaults apply, shown as what blank fields inherit.
+    pub builtin_policy: Policy,
+    pub duo_http: reqwest::Client,
+    pub psa_http: PsaHttp,
+}
+
+fn internal(e: impl std::fmt::Display) -> BackendError {
+    tracing::error!(error = %e, "administration failed");
+    BackendError::Internal
+}
+
+fn invalid(message: impl Into<String>) -> BackendError {
+    BackendError::Invalid(message.into())
+}
+
+/// `""` is `None`; anything else must be an id.
+fn optional_id(text: &str, what: &str) -> BackendResult<Option<i64>> {
+    match text.trim() {
+        "" => Ok(None),
+        t => t
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(format!("Unknown {what}."))),
+    }
+}
+
+fn field<'a>(fields: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    fields.get(name).map(|v| v.trim()).unwrap_or("")
+}
+
+/// A policy as strings by field: numbers as digits, booleans as `yes`/`no`.
+fn policy_strings(value: serde_json::Value) -> BTreeMap<String, String> {
+    let serde_json::Value::Object(map) = value else {
+        return BTreeMap::new();
+    };
+    map.into_iter()
+        .filter_map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::Bool(true) => "yes".to_owned(),
+                serde_json::Value::Bool(false) => "no".to_owned(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((k, text))
+        })
+        .collect()
+}
+
+fn is_key_text(value: &str) -> bool {
+    value.len() <= 100 && value.chars().all(|c| c.is_ascii_graphic())
+}
+
+impl AdminService {
+    /// The signed-in, enabled admin behind `session`.
+    pub async fn require_admin(&self, session: &Session) -> BackendResult<UserRecord> {
+        let id = session
+            .get::<i64>(SESSION_USER_KEY)
+            .await
+            .map_err(internal)?
+            .ok_or(BackendError::Unauthenticated)?;
+        match self.store.user_by_id(id).await.map_err(internal)? {
+            Some(u) if u.disabled => Err(BackendError::Unauthenticated),
+            Some(u) if u.role == Role::Admin => Ok(u),
+            Some(_) => Err(BackendError::Forbidden),
+            None => Err(BackendError::Unauthenticated),
+        }
+    }
+
+    fn change(
+        admin: &UserRecord,
+        action: &str,
+        organization_id: Option<i64>,
+        detail: String,
+    ) -> AuditEntry {
+        AuditEntry {
+            actor: admin.display_name.clone(),
+            action: action.to_owned(),
+            organization_id,
+            detail: Some(detail),
+            ..Default::default()
+        }
+    }
+
+    pub fn callback_url(&self, connection_id: i64) -> String {
+        format!(
+            "{}/hooks/connectwise/{connection_id}?recordId=",
+            self.public_url.trim_end_matches('/')
+        )
+    }
+
+    pub fn pod_url(&self, connection_id: i64) -> String {
+        format!(
+            "{}/pod/connectwise/{connection_id}?id=[cw_id]&screen=[cw_screen]",
+            self.public_url.trim_end_matches('/')
+        )
+    }
+
+    /// The stored secrets of a connection as a JSON object of strings.
+    fn connection_secrets(&self, sealed: &str) -> BackendResult<BTreeMap<String, String>> {
+        let opened = self.key.open(sealed).map_err(internal)?;
+        let value: serde_json::Value = serde_json::from_str(opened.expose()).map_err(internal)?;
+        let serde_json::Value::Object(map) = value else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
+            .collect())
+    }
+
+    async fn connectwise_client(&self, id: i64) -> BackendResult<ConnectWiseClient> {
+        let row = self
+            .store
+            .psa_connection(id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| invalid("Unknown PSA connection."))?;
+        if row.kind != "connectwise" {
+            return Err(invalid(format!(
+                "This is not available for {} connections yet.",
+                row.kind
+            )));
+        }
+        let secrets = self.key.open(&row.secrets_sealed).map_err(internal)?;
+        let config = connectwise_config(&row.settings, secrets.expose())
+            .map_err(|e| invalid(format!("The stored settings cannot be used: {e}")))?;
+        ConnectWiseClient::with_http(config, self.psa_http.connectwise.clone())
+            .map_err(|e| invalid(format!("The stored settings cannot be used: {e}")))
+    }
+
+    /// Audit entries for the page and the CSV export.
+    pub async fn audit_records(&self, query: &AuditQuery) -> BackendResult<Vec<AuditRecord>> {
+        let date = |text: &str, what: &str| -> BackendResult<Option<time::Date>> {
+            match text.trim() {
+                "" => Ok(None),
+                t => {
+                    time::Date::parse(t, time::macros::format_description!("[year]-[month]-[day]"))
+                        .map(Some)
+                        .map_err(|_| invalid(format!("The {what} date must look like 2026-01-31.")))
+                }
+            }
+        };
+        let day = |d: time::Date| d.to_string();
+        let non_empty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let filter = AuditFilter {
+            organization_id: optional_id(&query.organization, "organization")?,
+            ticket: non_empty(&query.ticket),
+            actor: non_empty(&query.technician),
+            outcome: non_empty(&query.outcome),
+            from: date(&query.from, "from")?.map(day),
+            until: date(&query.to, "to")?.and_then(|d| d.next_day()).map(day),
+            oldest_first: false,
+            limit: AUDIT_LIMIT,
+        };
+        self.store.search_audit(&filter).await.map_err(internal)
+    }
+}
+
+pub fn audit_row(r: AuditRecord) -> AuditRow {
+    let e = r.entry;
+    AuditRow {
+        id: r.id,
+        at: e.at,
+        actor: e.actor,
+        action: e.action,
+        organization: r.organization_name,
+        ticket: e.ticket,
+        contact: e.contact,
+        duo_user: e.duo_user,
+        outcome: e.outcome,
+        txid: e.txid,
+        detail: e.detail,
+    }
+}
+
+/// The audit entries as CSV with a header row; every field is quoted as needed.
+pub fn audit_csv(rows: &[AuditRow]) -> Result<Vec<u8>, csv::Error> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "id",
+        "at",
+        "actor",
+        "action",
+        "organization",
+        "ticket",
+        "contact",
+        "duo_user",
+        "outcome",
+        "txid",
+        "detail",
+    ])?;
+    for r in rows {
+        let id = r.id.to_string();
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        out.write_record([
+            id,
+            r.at.clone(),
+            r.actor.clone(),
+            r.action.clone(),
+            opt(&r.organization),
+            opt(&r.ticket),
+            opt(&r.contact),
+            opt(&r.duo_user),
+            opt(&r.outcome),
+            opt(&r.txid),
+            opt(&r.detail),
+        ])?;
+    }
+    out.into_inner().map_err(|e| e.into_error().into())
+}
+
+#[async_trait::async_trait]
+impl AdminBackend for AdminService {
+    async fn settings(&self, session: &Session) -> BackendResult<SettingsView> {
+        self.require_admin(session).await?;
+        let store = &self.store;
+        let mut organizations = Vec::new();
+        for org in store.organizations().await.map_err(internal)? {
+            let duo = store
+                .duo_account(org.id)
+                .await
+                .map_err(internal)?
+                .map(|d| DuoView {
+                    api_host: d.api_host,
+                    auth_ikey: d.auth_ikey,
+                    admin_ikey: d.admin_ikey,
+                    auth_skey_set: !d.auth_skey_sealed.is_empty(),
+                    admin_skey_set: !d.admin_skey_sealed.is_empty(),
+                });
+            let policy = store
+                .policy_settings(Some(org.id))
+                .await
+                .map_err(internal)?;
+            organizations.push(OrganizationView {
+                id: org.id,
+                name: org.name,
+                duo,
+                policy: policy_strings(serde_json::to_value(policy).map_err(internal)?),
+            });
+        }
+        let mut connections = Vec::new();
+        for row in store.psa_connections().await.map_err(internal)? {
+            let spec = psa_kind(&row.kind);
+            // A connection whose secrets no longer open (another master key) shows them as
+            // not set, so the page still loads and they can be entered again.
+            let secrets = self
+                .connection_secrets(&row.secrets_sealed)
+                .unwrap_or_default();
+            let mut settings = BTreeMap::new();
+            if let serde_json::Value::Object(map) = &row.settings {
+                for (k, v) in map {
+                    if let Some(s) = v.as_str() {
+                        settings.insert(k.clone(), s.to_owned());
+                    }
+                }
+            }
+            let secret_names: Vec<String> = match spec {
+                Some(spec) => spec
+                    .fields
+                    .iter()
+                    .filter(|f| f.secret)
+                    .map(|f| f.name.to_owned())
+                    .collect(),
+                None => secrets.keys().cloned().collect(),
+            };
+            let secrets_set = secret_names
+                .into_iter()
+                .map(|name| {
+                    let set = secrets.get(&name).is_some_and(|v| !v.is_empty());
+                    (name, set)
+                })
+                .collect();
+            connections.push(ConnectionView {
+                id: row.id,
+                callback_url: self.callback_url(row.id),
+                kind: row.kind,
+                name: row.name,
+                settings,
+                secrets_set,
+            });
+        }
+        let mappings = store
+            .company_mappings()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|m| MappingView {
+                connection_id: m.connection_id,
+                connection_name: m.connection_name,
+                company_id: m.psa_company_id,
+                organization_id: m.organization_id,
+                organization_name: m.organization_name,
+            })
+            .collect();
+        let users = store
+            .users()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|u| UserView {
+                id: u.id,
+                username: u.username,
+                display_name: u.display_name,
+                role: u.role.as_str().to_owned(),
+                disabled: u.disabled,
+            })
+            .collect();
+        let defaults = store.policy_settings(None).await.map_err(internal)?;
+        Ok(SettingsView {
+            organizations,
+            connections,
+            mappings,
+            users,
+            policy_defaults: policy_strings(serde_json::to_value(defaults).map_err(internal)?),
+            policy_builtin: policy_strings(
+                serde_json::to_value(&self.builtin_policy).map_err(internal)?,
+            ),
+        })
+    }
+
+    async fn save_organization(
+        &self,
+        session: &Session,
+        id: &str,
+        name: &str,
+    ) -> BackendResult<FormReply> {
+        let admin = self.require_admin(session).await?;
+        let id = optional_id(id, "organization")?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Ok(FormReply::field("name", "Enter a name."));
+        }
+        if name.chars().count() > 100 {
+            return Ok(FormReply::field(
+                "name",
+                "A name has at most 100 characters.",
+            ));
+        }
+        let (action, detail) = match id {
+            None => ("organization created", format!("name {name:?}")),
+            Some(id) => {
+                let old = self
+                    .store
+                    .organization(id)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| invalid("Unknown organization."))?;
+                (
+                    "organization renamed",
+                    format!("from {:?} to {name:?}", old.name),
+                )
+            }
+        };
+        let audit = Self::change(&admin, action, id, detail);
+        match self.store.save_organization(id, name, &audit).await {
+            Ok(_) => Ok(FormReply::done(format!("Saved organization {name}."))),
+            Err(StorageError::Conflict(_)) => Ok(FormReply::field(
+                "name",
+                "An organization with this name already exists.",
+            )),
+            Err(StorageError::NotFound(_)) => Err(invalid("Unknown organization.")),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn save_mapping(
+        &self,
+        session: &Session,
+        connection_id: &str,
+        company_id: &str,
+        organization_id: &str,
+    ) -> BackendResult<FormReply> {
+        let admin = self.require_admin(session).await?;
+        let mut reply = FormReply::default();
+        let connection = match optional_id(connection_id, "PSA connection")? {
+            Some(id) => self.store.psa_connection(id).await.map_err(internal)?,
+            None => None,
+        };
+        let Some(connection) = connection else {
+            return Ok(FormReply::field(
+                "connection_id",
+                "Choose a PSA connection.",
+            ));
+        };
+        let company = company_id.trim();
+        if company.is_empty() {
+            reply
+                .errors
+                .insert("company_id".into(), "Enter the PSA's company id.".into());
+        } else if connection.kind == "connectwise" && !company.chars().all(|c| c.is_ascii_digit()) {
+            reply.errors.insert(
+                "company_id".into(),
+                "A ConnectWise company id is a number (the company's record id).".into(),
+            );
+        } else if company.len() > 64 {
+            reply
+                .errors
+                .insert("company_id".into(), "At most 64 characters.".into());
+        }
+        let organization = match optional_id(organization_id, "organization")? {
+            Some(id) => self.store.organization(id).await.map_err(internal)?,
+            None => None,
+        };
+        if organization.is_none() {
+            reply
+                .errors
+                .insert("organization_id".into(), "Choose an organization.".into());
+        }
+        let Some(organization) = organization.filter(|_| reply.ok()) else {
+            return Ok(reply);
+        };
+        let audit = Self::change(
+            &admin,
+            "company mapped",
+            Some(organization.id),
+            format!(
+                "{} company {company} to {:?}",
+                connection.name, organization.name
+            ),
+        );
+        self.store
+            .save_company_mapping(connection.id, company, organization.id, &audit)
+            .await
+            .map_err(internal)?;
+        Ok(FormReply::done(format!(
+            "Company {company} now belongs to {}.",
+            organization.name
+        )))
+    }
+
+    async fn save_connection(
+        &self,
+        session: &Session,
+        id: &str,
+        kind: &str,
+        name: &str,
+        fields: &BTreeMap<String, String>,
+    ) -> BackendResult<FormReply> {
+        let admin = self.require_admin(session).await?;
+        let id = optional_id(id, "PSA connection")?;
+        let Some(spec) = psa_kind(kind) else {
+            return Ok(FormReply::field("kind", "Choose a PSA kind."));
+        };
+        let mut reply = FormReply::default();
+        let name = name.trim();
+        if name.is_empty() {
+            reply
+                .errors
+                .insert("name".into(), "Enter a name for this connection.".into());
+        } else if name.chars().count() > 100 {
+            reply
+                .errors
+                .insert("name".into(), "A name has at most 100 characters.".into());
+        }
+        let existing = match id {
+            Some(id) => {
+                let row = self
+                    .store
+                    .psa_connection(id)
+                    .await
+                    .map_err(internal)?
+                    .filter(|r| r.kind == spec.kind)
+                    .ok_or_else(|| invalid("Unknown PSA connection."))?;
+                // Secrets that no longer open must be entered again.
+                self.connection_secrets(&row.secrets_sealed)
+                    .unwrap_or_default()
+            }
+            None => BTreeMap::new(),
+        };
+        let mut settings = serde_json::Map::new();
+        let mut secrets = existing.clone();
+        let mut replaced = Vec::new();
+        for f in spec.fields {
+            let value = field(fields, f.name);
+            if f.secret {
+                if !value.is_empty() {
+                    secrets.insert(f.name.to_owned(), value.to_owned());
+                    replaced.push(f.name);
+                } else if f.required && existing.get(f.name).is_none_or(|v| v.is_empty()) {
+                    reply.errors.insert(
+                        f.name.into(),
+                        format!("Enter the {}.", f.label.to_lowercase()),
+                    );
+                }
+                continue;
+            }
+            if value.is_empty() {
+                if f.required {
+                    reply.errors.insert(
+                        f.name.into(),
+                        format!("Enter the {}.", f.label.to_lowercase()),
+                    );
+                }
+                continue;
+            }
+            if f.name.ends_with("url") {
+                let ok = url::Url::parse(value)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+                if !ok {
+                    reply.errors.insert(
+                        f.name.into(),
+                        "Enter a full http(s) URL, e.g. https://api-na.myconnectwise.net/…".into(),
+                    );
+                    continue;
+                }
+            } else if f.name.ends_with("_id") && f.name.starts_with("pod_") {
+                if value.parse::<i64>().map_or(true, |n| n <= 0) {
+                    reply
+                        .errors
+                        .insert(f.name.into(), "Enter a positive number.".into());
+                    continue;
+                }
+            } else if !is_key_text(value) {
+                reply.errors.insert(
+                    f.name.into(),
+                    "Use at most 100 printable characters without spaces.".into(),
+                );
+                continue;
+            }
+            settings.insert(f.name.to_owned(), value.into());
+        }
+        if !reply.ok() {
+            return Ok(reply);
+        }
+        let settings = serde_json::Value::Object(settings);
+        let secrets_json = serde_json::to_string(&secrets).map_err(internal)?;
+        if spec.kind == "connectwise" {
+            if let Err(e) = connectwise_config(&settings, &secrets_json) {
+                return Ok(FormReply::field("base_url", e.to_string()));
+            }
+        }
+        let detail = format!(
+            "{} connection {name:?}; secrets replaced: {}",
+            spec.label,
+            if replaced.is_empty() {
+                "none".to_owned()
+            } else {
+                replaced.join(", ")
+            }
+        );
+        let action = if id.is_some() {
+            "PSA connection updated"
+        } else {
+            "PSA connection created"
+        };
+        let audit = Self::change(&admin, action, None, detail);
+        let conn = NewPsaConnection {
+            kind: spec.kind.to_owned(),
+            name: name.to_owned(),
+            settings,
+            secrets_sealed: self.key.seal(&secrets_json),
+        };
+        match self.store.save_psa_connection(id, &conn, &audit).await {
+            Ok(id) => Ok(FormReply::done(format!(
+                "Saved {name}. Callback URL: {}",
+                self.callback_url(id)
+            ))),
+            Err(StorageError::Conflict(_)) => Ok(FormReply::field(
+                "name",
+                "A connection with this name already exists.",
+            )),
+            Err(StorageError::NotFound(_)) => Err(invalid("Unknown PSA connection.")),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn test_connection(&self, session: &Session, id: i64) -> BackendResult<TestReply> {
+        self.require_admin(session).await?;
+        let client = self.connectwise_client(id).await?;
+        Ok(match client.list_callbacks().await {
+            Ok(callbacks) => TestReply {
+                ok: true,
+                message: "Connected: ConnectWise accepted the API key.".into(),
+                lines: vec![format!("{} callback(s) registered", callbacks.len())],
+            },
+            Err(e) => TestReply {
+                ok: false,
+                message: format!("ConnectWise refused: {e}"),
+                lines: Vec::new(),
+            },
+        })
+    }
+
+    async fn connect_psa(&self, session: &Session, id: i64) -> BackendResult<TestReply> {
+        let admin = self.require_admin(session).await?;
+        let client = self.connectwise_client(id).await?;
+        let row = self
+            .store
+            .psa_connection(id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| invalid("Unknown PSA connection."))?;
+        let failed = |e: crate::psa::PsaError| TestReply {
+            ok: false,
+            message: format!("ConnectWise refused: {e}"),
+            lines: Vec::new(),
+        };
+        let callback_url = self.callback_url(id);
+        let mut lines = Vec::new();
+        let existing = match client.list_callbacks().await {
+            Ok(list) => list.into_iter().find(|c| c.url == callback_url),
+            Err(e) => return Ok(failed(e)),
+        };
+        match existing {
+            Some(c) => lines.push(format!(
+                "Ticket callback already registered (id {}): {callback_url}",
+                c.id.unwrap_or_default()
+            )),
+            None => match client
+                .register_ticket_callback(&callback_url, "deskproof ticket verification")
+                .await
+            {
+                Ok(c) => lines.push(format!(
+                    "Created ticket callback {}: {callback_url}",
+                    c.id.unwrap_or_default()
+                )),
+                Err(e) => return Ok(failed(e)),
+            },
+        }
+        let screen = row
+            .settings
+            .get("pod_screen_id")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse::<i64>().ok());
+        match screen {
+            None => lines.push(
+                "No pod registered: set the ticket screen id to add the deskproof pod.".into(),
+            ),
+            Some(screen_id) => {
+                let pod_url = self.pod_url(id);
+                let existing = match client.list_hosted_setups().await {
+                    Ok(list) => list.into_iter().find(|s| s.url == pod_url),
+                    Err(e) => return Ok(failed(e)),
+                };
+                match existing {
+                    Some(s) => lines.push(format!(
+                        "Pod already registered (id {}): {pod_url}",
+                        s.id.unwrap_or_default()
+                    )),
+                    None => {
+                        let origin = url::Url::parse(&self.public_url)
+                            .map(|u| u.origin().ascii_serialization())
+                            .unwrap_or_default();
+                        let setup = HostedSetup {
+                            id: None,
+                            screen_id,
+                            description: "deskproof".into(),
+                            url: pod_url.clone(),
+                            kind: "Pod".into(),
+                            origin: Some(origin),
+                            pod_height: Some(320),
+                            disabled_flag: Some(false),
+                        };
+                        match client.register_hosted_setup(&setup).await {
+                            Ok(s) => lines.push(format!(
+                                "Created pod {} on screen {screen_id}: {pod_url}",
+                                s.id.unwrap_or_default()
+                            )),
+                            Err(e) => return Ok(failed(e)),
+                        }
+                    }
+                }
+            }
+        }
+        let audit = Self::change(&admin, "ConnectWise connected", None, lines.join("; "));
+        self.store.append_audit(&audit).await.map_err(internal)?;
+        Ok(TestReply {
+            ok: true,
+            message: format!("{} is connected.", row.name),
+            lines,
+        })
+    }
+
+    async fn save_duo(
+        &self,
+        session: &Session,
+        organization_id: i64,
+        fields: &BTreeMap<String, String>,
+    ) -> BackendResult<FormReply> {
+        let admin = self.require_admin(session).await?;
+        let org = self
+            .store
+            .organization(organization_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| invalid("Unknown organization."))?;
+        let existing = self
+            .store
+            .duo_account(organization_id)
+            .await
+            .map_err(internal)?;
+        let mut reply = FormReply::default();
+        let api_host = field(fields, "api_host");
+        if api_host.is_empty() {
+            reply.errors.insert(
+                "api_host".into(),
+                "Enter the API hostname, e.g. api-xxxxxxxx.duosecurity.com.".into(),
+            );
+        } else if crate::duo::client::parse_api_host(api_host).is_err() {
+            reply.errors.insert(
+                "api_host".into(),
+                "This is not an API hostname (api-xxxxxxxx.duosecurity.com).".into(),
+            );
+        }
+        for name in ["auth_ikey", "admin_ikey"] {
+            let v = field(fields, name);
+            if v.is_empty() {
+                reply
+                    .errors
+                    .insert(name.into(), "Enter the integration key.".into());
+            } else if !is_key_text(v) {
+                reply.errors.insert(
+                    name.into(),
+                    "An integration key has no spaces and at most 100 characters.".into(),
+                );
+            }
+        }
+        let mut sealed = Vec::new();
+        let mut replaced = Vec::new();
+        for (name, label, stored) in [
+            (
+                "auth_skey",
+                "auth",
+                existing.as_ref().map(|e| e.auth_skey_sealed.clone()),
+            ),
+            (
+                "admin_skey",
+                "admin",
+                existing.as_ref().map(|e| e.admin_skey_sealed.clone()),
+            ),
+        ] {
+            let v = field(fields, name);
+            if !v.is_empty() {
+                if !is_key_text(v) {
+                    reply.errors.insert(
+                        name.into(),
+                        "A secret key has no spaces and at most 100 characters.".into(),
+                    );
+                }
+                sealed.push(self.key.seal(v));
+                replaced.push(label);
+            } else if let Some(stored) = stored {
+                sealed.push(stored);
+            } else {
+                reply
+                    .errors
+                    .insert(name.into(), "Enter the secret key.".into());
+            }
+        }
+        if !reply.ok() || sealed.len() != 2 {
+            return Ok(reply);
+        }
+        let row = DuoAccountRow {
+            organization_id,
+            api_host: api_host.to_owned(),
+            auth_ikey: field(fields, "auth_ikey").to_owned(),
+            auth_skey_sealed: sealed[0].clone(),
+            admin_ikey: field(fields, "admin_ikey").to_owned(),
+            admin_skey_sealed: sealed[1].clone(),
+        };
+        let audit = Self::change(
+            &admin,
+            "Duo account saved",
+            Some(organization_id),
+            format!(
+                "api host {}; auth ikey {}; admin ikey {}; secret keys replaced: {}",
+                row.api_host,
+                row.auth_ikey,
+                row.admin_ikey,
+                if replaced.is_empty() {
+                    "none".to_owned()
+                } else {
+                    replaced.join(", ")
+                }
+            ),
+        );
+        self.store
+            .save_duo_account_audited(&row, &audit)
+            .await
+            .map_err(internal)?;
+        Ok(FormReply::done(format!(
+            "Saved the Duo keys of {}.",
+            org.name
+        )))
+    }
+
+    async fn test_duo(&self, session: &Session, organization_id: i64) -> BackendResult<TestReply> {
+        self.require_admin(session).await?;
+        let row = self
+            .store
+            .duo_account(organization_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| invalid("Save the Duo keys of this organization first."))?;
+        let retry = RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        };
+        let client = |ikey: &str, sealed: &str| -> BackendResult<DuoClient> {
+            let skey = self.key.open(sealed).map_err(internal)?;
+            DuoClient::with_http(&row.api_host, ikey.to_owned(), skey, self.duo_http.clone())
+                .map(|c| c.with_retry_policy(retry))
+                .map_err(|e| invalid(format!("The stored keys cannot be used: {e}")))
+        };
+        let auth = client(&row.auth_ikey, &row.auth_skey_sealed)?;
+        let admin = client(&row.admin_ikey, &row.admin_skey_sealed)?;
+        let mut lines = Vec::new();
+        let mut ok = true;
+        match auth.check().await {
+            Ok(_) => lines.push("Auth API: keys accepted (/auth/v2/check).".to_owned()),
+            Err(e) => {
+                ok = false;
+                lines.push(format!("Auth API: {e}"));
+            }
+        }
+        match admin.users_page(1, 0).await {
+            Ok(page) => lines.push(format!(
+                "Admin API: keys accepted; {} user(s) in the account.",
+                page.total_objects.unwrap_or(page.users.len() as u64)
+            )),
+            Err(e) => {
+                ok = false;
+                lines.push(format!("Admin API: {e}"));
+            }
+        }
+        Ok(TestReply {
+            ok,
+            message: if ok {
+                "Duo accepted both sets of keys.".into()
+            } else {
+                "Duo refused the keys.".into()
+            },
+            lines,
+        })
+    }
+
+    async fn save_policy(
+        &self,
+        session: &Session,
+        organization_id: Option<i64>,
+        fields: &BTreeMap<String, String>,
+    ) -> BackendResult<FormReply> {
+        let admin = self.require_admin(session).await?;
+        let mut reply = FormReply::default();
+        let mut values = serde_json::Map::new();
+        for (name, _, _) in POLICY_FIELDS {
+            let v = field(fields, name);
+            if v.is_empty() {
+                continue;
+            }
+            if *name == "pod_enabled" {
+                match v.to_ascii_lowercase().as_str() {
+                    "yes" | "true" | "on" => values.insert((*name).into(), true.into()),
+                    "no" | "false" | "off" => values.insert((*name).into(), false.into()),
+                    _ => {
+                        reply
+                            .errors
+                            .insert((*name).into(), "Choose yes or no.".into());
+                        continue;
+                    }
+                };
+                continue;
+            }
+            match v.parse::<i64>() {
+                Ok(n) => {
+                    values.insert((*name).into(), n.into());
+                }
+                Err(_) => {
+                    reply
+                        .errors
+                        .insert((*name).into(), "Enter a whole number.".into());
+                }
+            }
+        }
+        if !reply.ok() {
+            return Ok(reply);
+        }
+        let settings: PolicySettings =
+            serde_json::from_value(serde_json::Value::Object(values)).map_err(internal)?;
+        if let Err(e) = settings.validate() {
+            return Ok(FormReply::field(
+                e.field,
+                format!("Must be {}.", { e.message.trim_start_matches("must be ") }),
+            ));
+        }
+        let org_name = match organization_id {
+            Some(id) => Some(
+                self.store
+                    .organization(id)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| invalid("Unknown organization."))?
+                    .name,
+            ),
+            None => None,
+        };
+        let json = serde_json::to_string(&settings).map_err(internal)?;
+        let audit = Self::change(
+            &admin,
+            if organization_id.is_some() {
+                "organization policy saved"
+            } else {
+                "default policy saved"
+            },
+            organization_id,
+            json,
+        );
+        self.store
+            .save_policy_settings_audited(organization_id, &settings, &audit)
+            .await
+            .map_err(internal)?;
+        Ok(FormReply::done(match org_name {
+            Some(name) => format!("Saved the policy of {name}."),
+            None => "Saved the default policy.".to_owned(),
+        }))
+    }
+
+    async fn add_user(
+        &self,
+        session: &Session,
+        fields: &BTreeMap<String, String>,
+    ) -> BackendResult<FormReply> {
+        let admin = self.require_admin(session).await?;
+        let mut reply = FormReply::default();
+        let username = match auth::validate_username(field(fields, "username")) {
+            Ok(u) => u,
+            Err(e) => {
+                reply.errors.insert("username".into(), e.to_string());
+                String::new()
+            }
+        };
+        // The password is taken as typed: spaces at either end count.
+        let password = fields.get("password").cloned().unwrap_or_default();
+        if let Err(e) = auth::validate_password(&password) {
+            reply.errors.insert("password".into(), e.to_string());
+        }
+        let role = Role::parse(field(fields, "role"));
+        if role.is_none() {
+            reply
+                .errors
+                .insert("role".into(), "Choose technician or admin.".into());
+        }
+        let display = field(fields, "display_name");
+        if display.chars().count() > 100 {
+            reply.errors.insert(
+                "display_name".into(),
+                "A name has at most 100 characters.".into(),
+            );
+        }
+        let Some(role) = role.filter(|_| reply.ok()) else {
+            return Ok(reply);
+        };
+        let display_name = if display.is_empty() {
+            username.clone()
+        } else {
+            display.to_owned()
+        };
+        let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        let audit = Self::change(
+            &admin,
+            "user added",
+            None,
+            format!("{} {username:?}", role.as_str()),
+        );
+        let user = NewUser {
+            username: username.clone(),
+            display_name,
+            role,
+            password_hash,
+        };
+        match self.store.create_user_audited(user, &audit).await {
+            Ok(_) => Ok(FormReply::done(format!("Added {username}."))),
+            Err(StorageError::Conflict(_)) => Ok(FormReply::field(
+                "username",
+                "A user with this username already exists.",
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn set_user_disabled(
+        &self,
+        session: &Session,
+        id: i64,
+        disabled: bool,
+    ) -> BackendResult<FormReply> {
+        let admin = self.require_admin(session).await?;
+        if admin.id == id && disabled {
+            return Err(invalid("You cannot disable your own account."));
+        }
+        let user = self
+            .store
+            .user_by_id(id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| invalid("Unknown user."))?;
+        let action = if disabled {
+            "user disabled"
+        } else {
+            "user enabled"
+        };
+        let audit = Self::change(&admin, action, None, format!("{:?}", user.username));
+        self.store
+            .update_user(id, Some(disabled), None, &audit)
+            .await
+            .map_err(internal)?;
+        Ok(FormReply::done(format!(
+            "{} is now {}.",
+            user.username,
+            if disabled { "disabled" } else { "enabled" }
+        )))
+    }
+
+    async fn reset_password(
+        &self,
+        session: &Session,
+        id: i64,
+        password: &str,
+    ) -> BackendResult<FormReply> {
+        let admin = self.require_admin(session).await?;
+        if let Err(e) = auth::validate_password(password) {
+            return Ok(FormReply::field("password", e.to_string()));
+        }
+        let user = self
+            .store
+            .user_by_id(id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| invalid("Unknown user."))?;
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        let audit = Self::change(
+            &admin,
+            "password reset",
+            None,
+            format!("{:?}", user.username),
+        );
+        self.store
+            .update_user(id, None, Some(&hash), &audit)
+            .await
+            .map_err(internal)?;
+        Ok(FormReply::done(format!(
+            "Set a new password for {}.",
+            user.username
+        )))
+    }
+
+    async fn audit(&self, session: &Session, query: &AuditQuery) -> BackendResult<Vec<AuditRow>> {
+        self.require_admin(session).await?;
+        Ok(self
+            .audit_records(query)
+            .await?
+            .into_iter()
+            .map(audit_row)
+            .collect())
+    }
+
+    async fn ticket_timeline(
+        &self,
+        session: &Session,
+        ticket: &str,
+    ) -> BackendResult<Vec<AuditRow>> {
+        self.require_admin(session).await?;
+        let ticket = ticket.trim();
+        if ticket.is_empty() {
+            return Err(invalid("Which ticket?"));
+        }
+        let filter = AuditFilter {
+            ticket: Some(ticket.to_owned()),
+            oldest_first: true,
+            limit: AUDIT_LIMIT,
+            ..Default::default()
+        };
+        Ok(self
+            .store
+            .search_audit(&filter)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(audit_row)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(detail: &str) -> AuditRow {
+        AuditRow {
+            id: 7,
+            at: "2026-01-02T03:04:05.678Z".into(),
+            actor: "Ann \"the admin\" Lee".into(),
+            action: "organization renamed".into(),
+            organization: Some("Contoso, Ltd".into()),
+            ticket: None,
+            contact: None,
+            duo_user: None,
+            outcome: None,
+            txid: None,
+            detail: Some(detail.into()),
+        }
+    }
+
+    #[test]
+    fn csv_quotes_commas_quotes_and_line_breaks() {
+        let bytes = audit_csv(&[row("line one\nline two")]).expect("csv");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        assert!(
+            text.starts_with("id,at,actor,action,organization,"),
+            "{text}"
+        );
+        assert!(text.contains(",\"Ann \"\"the admin\"\" Lee\","), "{text}");
+        assert!(text.contains(",\"Contoso, Ltd\","), "{text}");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].get(2), Some("Ann \"the admin\" Lee"));
+        assert_eq!(records[0].get(10), Some("line one\nline two"));
+        assert_eq!(records[0].get(5), Some(""));
+    }
+
+    #[test]
+    fn policy_values_read_as_form_text() {
+        let map = policy_strings(serde_json::json!({"pod_enabled": false, "verified_minutes": 10}));
+        assert_eq!(map.get("pod_enabled").map(String::as_str), Some("no"));
+        assert_eq!(map.get("verified_minutes").map(String::as_str), Some("10"));
+    }
+
+    #[test]
+    fn only_settings_and_audit_paths_are_admin_pages() {
+        use crate::http::admin::is_admin_path;
+        for p in [
+            "/settings",
+            "/settings/users",
+            "/audit",
+            "/audit/export.csv",
+        ] {
+            assert!(is_admin_path(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/settingsx",
+            "/auditor",
+            "/verify/abc",
+            "/api/admin/settings",
+        ] {
+            assert!(!is_admin_path(p), "{p}");
+        }
+    }
+}

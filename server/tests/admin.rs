@@ -1,0 +1,966 @@
+//! Administration over real HTTP: admin-only access, validation, sealed secrets, the audit log
+//! and its CSV export, Duo and ConnectWise tests against the simulators.
+mod support;
+
+use std::time::Duration;
+
+use app::model::Role;
+use deskproof::psa::{CompanyId, ContactId};
+use deskproof::sim::duo::SimUser;
+use serde_json::Value;
+use support::flow::{spawn_flow, FlowApp};
+
+const ADMIN: (&str, &str) = ("robin.admin", "admin password 4567");
+
+/// A signed-in admin's client for `app`.
+async fn admin_client(app: &FlowApp) -> reqwest::Client {
+    if app
+        .store
+        .user_by_username(ADMIN.0)
+        .await
+        .expect("user")
+        .is_none()
+    {
+        deskproof::auth::create_user(&app.store, ADMIN.0, "Robin Admin", Role::Admin, ADMIN.1)
+            .await
+            .expect("admin");
+    }
+    let client = support::new_client();
+    let res = client
+        .post(format!("{}/api/sign_in", app.url))
+        .header("Accept", "application/json")
+        .form(&[("username", ADMIN.0), ("password", ADMIN.1)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 200);
+    client
+}
+
+/// Calls an admin server function with form fields; returns status and JSON body.
+async fn call(
+    client: &reqwest::Client,
+    url: &str,
+    function: &str,
+    form: &[(&str, &str)],
+) -> (u16, Value) {
+    let res = client
+        .post(format!("{url}/api/admin/{function}"))
+        .header("Accept", "application/json")
+        .form(form)
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn ok(client: &reqwest::Client, url: &str, function: &str, form: &[(&str, &str)]) -> Value {
+    let (status, body) = call(client, url, function, form).await;
+    assert_eq!(status, 200, "{function}: {body}");
+    body
+}
+
+async fn settings(client: &reqwest::Client, url: &str) -> Value {
+    ok(client, url, "settings", &[]).await
+}
+
+fn org_id(settings: &Value, name: &str) -> i64 {
+    settings["organizations"]
+        .as_array()
+        .expect("organizations")
+        .iter()
+        .find(|o| o["name"] == name)
+        .and_then(|o| o["id"].as_i64())
+        .unwrap_or_else(|| panic!("no organization {name}: {settings}"))
+}
+
+#[tokio::test]
+async fn a_technician_gets_403_from_every_admin_page_function_and_the_export() {
+    let app = spawn_flow().await; // its client is signed in as a technician
+    let orgs_before = app.count("SELECT COUNT(*) FROM organizations").await;
+    for page in [
+        "/settings",
+        "/settings/organizations",
+        "/settings/organizations/1",
+        "/settings/connections",
+        "/settings/policy",
+        "/settings/users",
+        "/audit",
+        "/audit/ticket/1",
+        "/audit/export.csv",
+    ] {
+        let res = app
+            .client
+            .get(format!("{}{page}", app.url))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 403, "{page}");
+    }
+    for (function, form) in [
+        ("settings", vec![]),
+        ("save_organization", vec![("id", ""), ("name", "Evil Corp")]),
+        ("save_duo", vec![("organization_id", "1")]),
+        ("test_duo", vec![("organization_id", "1")]),
+        ("save_policy", vec![("organization_id", "")]),
+        ("add_user", vec![]),
+        ("set_user_disabled", vec![("id", "1"), ("disabled", "true")]),
+        (
+            "reset_password",
+            vec![("id", "1"), ("password", "0123456789ab")],
+        ),
+        ("audit", vec![]),
+        ("ticket_timeline", vec![("ticket", "1")]),
+        ("test_connection", vec![("id", "1")]),
+        ("connect_psa", vec![("id", "1")]),
+        (
+            "save_mapping",
+            vec![
+                ("connection_id", "1"),
+                ("company_id", "9"),
+                ("organization_id", "1"),
+            ],
+        ),
+        (
+            "save_connection",
+            vec![("id", ""), ("kind", "connectwise"), ("name", "x")],
+        ),
+    ] {
+        let (status, body) = call(&app.client, &app.url, function, &form).await;
+        assert_eq!(status, 403, "{function}: {body}");
+    }
+    let orgs = app.count("SELECT COUNT(*) FROM organizations").await;
+    assert_eq!(orgs, orgs_before, "nothing was created");
+
+    // Without a session the pages send the browser to sign in; an admin gets them.
+    let anonymous = support::new_client();
+    let res = anonymous
+        .get(format!("{}/settings/users", app.url))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["location"].to_str().expect("location"),
+        "/signin?next=/settings/users"
+    );
+    let admin = admin_client(&app).await;
+    let res = admin
+        .get(format!("{}/settings/users", app.url))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn saved_secrets_are_never_in_the_database_file_nor_sent_back() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let secrets = [
+        "duo-auth-secret-7f3a9c1e5b",
+        "duo-admin-secret-2d8e6f4a0c",
+        "cw-private-key-9b1d3f5h7j",
+        "new user password 8c6e4a",
+        "reset password 5e7g9i1k3m",
+    ];
+    ok(
+        &admin,
+        url,
+        "save_organization",
+        &[("id", ""), ("name", "Fabrikam")],
+    )
+    .await;
+    let org = org_id(&settings(&admin, url).await, "Fabrikam").to_string();
+    let reply = ok(
+        &admin,
+        url,
+        "save_duo",
+        &[
+            ("organization_id", &org),
+            ("fields[api_host]", "api-12345678.duosecurity.com"),
+            ("fields[auth_ikey]", "DIAUTHAUTHAUTHAUTH01"),
+            ("fields[auth_skey]", secrets[0]),
+            ("fields[admin_ikey]", "DIADMINADMINADMIN001"),
+            ("fields[admin_skey]", secrets[1]),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let reply = ok(
+        &admin,
+        url,
+        "save_connection",
+        &[
+            ("id", ""),
+            ("kind", "connectwise"),
+            ("name", "Second tenant"),
+            (
+                "fields[base_url]",
+                "https://cw.example.com/v4_6_release/apis/3.0",
+            ),
+            ("fields[company_id]", "fabrikam"),
+            ("fields[public_key]", "pubkey123"),
+            ("fields[private_key]", secrets[2]),
+            ("fields[client_id]", "client-1"),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let reply = ok(
+        &admin,
+        url,
+        "add_user",
+        &[
+            ("fields[username]", "jo.tech"),
+            ("fields[display_name]", "Jo Tech"),
+            ("fields[role]", "technician"),
+            ("fields[password]", secrets[3]),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let view = settings(&admin, url).await;
+    let jo = view["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["username"] == "jo.tech")
+        .and_then(|u| u["id"].as_i64())
+        .expect("jo")
+        .to_string();
+    ok(
+        &admin,
+        url,
+        "reset_password",
+        &[("id", &jo), ("password", secrets[4])],
+    )
+    .await;
+
+    // The settings view says which secrets are set, never what they are.
+    let view = settings(&admin, url).await;
+    let text = view.to_string();
+    for secret in secrets {
+        assert!(!text.contains(secret), "settings view leaks {secret}");
+    }
+    let fabrikam = view["organizations"]
+        .as_array()
+        .expect("organizations")
+        .iter()
+        .find(|o| o["name"] == "Fabrikam")
+        .expect("Fabrikam")
+        .clone();
+    assert_eq!(fabrikam["duo"]["auth_skey_set"], true);
+    assert_eq!(fabrikam["duo"]["admin_skey_set"], true);
+    let second = view["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .find(|c| c["name"] == "Second tenant")
+        .expect("connection")
+        .clone();
+    assert_eq!(second["secrets_set"]["private_key"], true);
+
+    // Saving again with blank secret fields keeps the stored ones.
+    let reply = ok(
+        &admin,
+        url,
+        "save_duo",
+        &[
+            ("organization_id", &org),
+            ("fields[api_host]", "api-87654321.duosecurity.com"),
+            ("fields[auth_ikey]", "DIAUTHAUTHAUTHAUTH01"),
+            ("fields[auth_skey]", ""),
+            ("fields[admin_ikey]", "DIADMINADMINADMIN001"),
+            ("fields[admin_skey]", ""),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let row = app
+        .store
+        .duo_account(org.parse().expect("id"))
+        .await
+        .expect("read")
+        .expect("account");
+    let key = deskproof::crypto::MasterKey::load_or_create(&app.dir.path().join("master.key"))
+        .expect("the master key beside the database");
+    assert_eq!(
+        key.open(&row.auth_skey_sealed).expect("opens").expose(),
+        secrets[0]
+    );
+    assert_eq!(row.api_host, "api-87654321.duosecurity.com");
+
+    // Every byte SQLite wrote: the database, its write-ahead log and shared memory.
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(&app.db)
+        .await
+        .expect("checkpoint");
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(app.dir.path()).expect("dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("deskproof.db") {
+            bytes.extend(std::fs::read(&path).expect("read"));
+        }
+    }
+    assert!(bytes.len() > 4096, "the database was read");
+    let haystack = String::from_utf8_lossy(&bytes);
+    assert!(
+        haystack.contains("DIAUTHAUTHAUTHAUTH01"),
+        "non-secret keys are stored"
+    );
+    for secret in secrets {
+        assert!(
+            !haystack.contains(secret),
+            "{secret} is stored in clear text"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forms_name_each_bad_field_and_store_nothing_half_way() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let audit_before = app.count("SELECT COUNT(*) FROM audit_log").await;
+    let orgs_before = app.count("SELECT COUNT(*) FROM organizations").await;
+    let connections_before = app.count("SELECT COUNT(*) FROM psa_connections").await;
+
+    let reply = ok(
+        &admin,
+        url,
+        "save_organization",
+        &[("id", ""), ("name", "  ")],
+    )
+    .await;
+    assert_eq!(reply["errors"]["name"], "Enter a name.");
+    let reply = ok(
+        &admin,
+        url,
+        "save_organization",
+        &[("id", ""), ("name", "contoso")],
+    )
+    .await;
+    assert_eq!(
+        reply["errors"]["name"],
+        "An organization with this name already exists."
+    );
+
+    let org = app.world.organization_id.to_string();
+    let reply = ok(
+        &admin,
+        url,
+        "save_duo",
+        &[
+            ("organization_id", &org),
+            ("fields[api_host]", "not a host/with path"),
+            ("fields[auth_ikey]", ""),
+            ("fields[auth_skey]", "new secret"),
+            ("fields[admin_ikey]", "DIADMIN"),
+            ("fields[admin_skey]", ""),
+        ],
+    )
+    .await;
+    let errors = reply["errors"].as_object().expect("errors");
+    assert!(errors.contains_key("api_host"), "{reply}");
+    assert_eq!(reply["errors"]["auth_ikey"], "Enter the integration key.");
+    assert!(
+        errors.contains_key("auth_skey"),
+        "a space is refused: {reply}"
+    );
+    assert!(
+        !errors.contains_key("admin_skey"),
+        "blank keeps the stored key"
+    );
+
+    let reply = ok(
+        &admin,
+        url,
+        "save_policy",
+        &[
+            ("organization_id", &org),
+            ("fields[push_timeout_secs]", "5"),
+            ("fields[pushes_per_ticket]", "many"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        reply["errors"]["pushes_per_ticket"],
+        "Enter a whole number."
+    );
+    let reply = ok(
+        &admin,
+        url,
+        "save_policy",
+        &[
+            ("organization_id", &org),
+            ("fields[push_timeout_secs]", "5"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        reply["errors"]["push_timeout_secs"],
+        "Must be between 30 and 600."
+    );
+
+    let reply = ok(
+        &admin,
+        url,
+        "save_connection",
+        &[
+            ("id", ""),
+            ("kind", "connectwise"),
+            ("name", "Broken"),
+            ("fields[base_url]", "ftp://cw.example.com"),
+            ("fields[company_id]", "acme"),
+        ],
+    )
+    .await;
+    for f in ["base_url", "public_key", "private_key", "client_id"] {
+        assert!(reply["errors"].get(f).is_some(), "{f}: {reply}");
+    }
+    let reply = ok(
+        &admin,
+        url,
+        "add_user",
+        &[
+            ("fields[username]", "bad name!"),
+            ("fields[role]", "owner"),
+            ("fields[password]", "short"),
+        ],
+    )
+    .await;
+    for f in ["username", "role", "password"] {
+        assert!(reply["errors"].get(f).is_some(), "{f}: {reply}");
+    }
+
+    // Nothing above was stored, and so nothing was audited.
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM organizations").await,
+        orgs_before
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM psa_connections").await,
+        connections_before
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 2);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM duo_accounts WHERE api_host LIKE '%not a host%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log").await,
+        audit_before
+    );
+}
+
+#[tokio::test]
+async fn duo_test_passes_with_the_simulator_keys_and_names_the_failure_with_wrong_ones() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let org = app.world.organization_id.to_string();
+    let reply = ok(&admin, url, "test_duo", &[("organization_id", &org)]).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert!(
+        reply["lines"][1]
+            .as_str()
+            .unwrap_or("")
+            .contains("Admin API"),
+        "{reply}"
+    );
+
+    let (auth, admin_keys) = (app.world.duo.auth_keys(), app.world.duo.admin_keys());
+    let reply = ok(
+        &admin,
+        url,
+        "save_duo",
+        &[
+            ("organization_id", &org),
+            ("fields[api_host]", &auth.api_host),
+            ("fields[auth_ikey]", &auth.ikey),
+            (
+                "fields[auth_skey]",
+                "wrong-secret-key-000000000000000000000000",
+            ),
+            ("fields[admin_ikey]", &admin_keys.ikey),
+            ("fields[admin_skey]", ""),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let reply = ok(&admin, url, "test_duo", &[("organization_id", &org)]).await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["message"], "Duo refused the keys.");
+    let auth_line = reply["lines"][0].as_str().unwrap_or("");
+    assert!(
+        auth_line.starts_with("Auth API:") && auth_line.contains("40103"),
+        "{reply}"
+    );
+    assert!(
+        reply["lines"][1]
+            .as_str()
+            .unwrap_or("")
+            .contains("keys accepted"),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn connectwise_test_and_one_click_connect_against_the_simulator() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let id = app.world.connection_id.to_string();
+    let reply = ok(&admin, url, "test_connection", &[("id", &id)]).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+
+    // The pod needs the ticket screen id; save it (the private key stays as stored).
+    let cw = app.world.cw.client_config();
+    let reply = ok(
+        &admin,
+        url,
+        "save_connection",
+        &[
+            ("id", &id),
+            ("kind", "connectwise"),
+            ("name", "ConnectWise (simulator)"),
+            ("fields[base_url]", cw.base_url.as_str()),
+            ("fields[company_id]", &cw.company_id),
+            ("fields[public_key]", &cw.public_key),
+            ("fields[private_key]", ""),
+            ("fields[client_id]", &cw.client_id),
+            ("fields[pod_screen_id]", "42"),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let reply = ok(&admin, url, "connect_psa", &[("id", &id)]).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let callbacks = app.world.cw.callbacks();
+    let expected = format!("{url}/hooks/connectwise/{id}?recordId=");
+    assert_eq!(
+        callbacks.iter().filter(|c| c.url == expected).count(),
+        1,
+        "{callbacks:?}"
+    );
+    let setups = app.world.cw.hosted_setups();
+    assert_eq!(setups.len(), 1, "{setups:?}");
+    assert_eq!(setups[0].screen_id, 42);
+    assert_eq!(setups[0].kind, "Pod");
+    assert!(
+        reply.to_string().contains("Created ticket callback"),
+        "{reply}"
+    );
+
+    // The simulator checks a hosted setup the way ConnectWise does.
+    let client = deskproof::psa::connectwise::ConnectWiseClient::new(cw.clone()).expect("client");
+    for (screen_id, url) in [
+        (0, "https://deskproof.example/pod"),
+        (42, "ftp://deskproof.example"),
+    ] {
+        let bad = deskproof::psa::connectwise::model::HostedSetup {
+            id: None,
+            screen_id,
+            description: "deskproof".into(),
+            url: url.into(),
+            kind: "Pod".into(),
+            origin: None,
+            pod_height: None,
+            disabled_flag: None,
+        };
+        let refused = client.register_hosted_setup(&bad).await;
+        assert!(
+            matches!(
+                refused,
+                Err(deskproof::psa::PsaError::Rejected { status: 400, .. })
+            ),
+            "{refused:?}"
+        );
+    }
+
+    // A second click creates nothing new.
+    let reply = ok(&admin, url, "connect_psa", &[("id", &id)]).await;
+    assert!(reply.to_string().contains("already registered"), "{reply}");
+    assert_eq!(app.world.cw.callbacks().len(), callbacks.len());
+    assert_eq!(app.world.cw.hosted_setups().len(), 1);
+
+    // A wrong private key: the test shows ConnectWise's refusal.
+    let reply = ok(
+        &admin,
+        url,
+        "save_connection",
+        &[
+            ("id", &id),
+            ("kind", "connectwise"),
+            ("name", "ConnectWise (simulator)"),
+            ("fields[base_url]", cw.base_url.as_str()),
+            ("fields[company_id]", &cw.company_id),
+            ("fields[public_key]", &cw.public_key),
+            ("fields[private_key]", "wrong-private-key"),
+            ("fields[client_id]", &cw.client_id),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let reply = ok(&admin, url, "test_connection", &[("id", &id)]).await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(
+        reply["message"],
+        "ConnectWise refused: the PSA rejected the API credentials"
+    );
+}
+
+#[tokio::test]
+async fn an_organization_set_up_by_an_admin_verifies_and_everything_is_audited() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    // A second client company in the PSA, with a contact who has a Duo user.
+    let company: CompanyId = app.world.cw.add_company("Fabrikam, \"Inc\"");
+    let contact: ContactId = app.world.cw.add_contact_at(
+        Some(company),
+        "Adele",
+        "Vance",
+        "adele.vance@fabrikam.example",
+    );
+    app.world.duo.add_user(
+        SimUser::new("adele.vance")
+            .name("Adele", "Vance")
+            .email("adele.vance@fabrikam.example")
+            .push_phone("+15555550301"),
+    );
+
+    ok(
+        &admin,
+        url,
+        "save_organization",
+        &[("id", ""), ("name", "Fabrikam, \"Inc\"")],
+    )
+    .await;
+    let org = org_id(&settings(&admin, url).await, "Fabrikam, \"Inc\"");
+    let org_s = org.to_string();
+    let company_s = company.to_string();
+    let connection = app.world.connection_id.to_string();
+    let reply = ok(
+        &admin,
+        url,
+        "save_mapping",
+        &[
+            ("connection_id", &connection),
+            ("company_id", &company_s),
+            ("organization_id", &org_s),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let (auth, admin_keys) = (app.world.duo.auth_keys(), app.world.duo.admin_keys());
+    ok(
+        &admin,
+        url,
+        "save_duo",
+        &[
+            ("organization_id", &org_s),
+            ("fields[api_host]", &auth.api_host),
+            ("fields[auth_ikey]", &auth.ikey),
+            ("fields[auth_skey]", auth.skey.expose()),
+            ("fields[admin_ikey]", &admin_keys.ikey),
+            ("fields[admin_skey]", admin_keys.skey.expose()),
+        ],
+    )
+    .await;
+
+    // A ticket from that company is verified against that organization.
+    let ticket = app
+        .world
+        .cw
+        .create_ticket(Some(company), Some(contact), "New laptop for Adele")
+        .await
+        .id;
+    let token = app.link_token(ticket).await;
+    let case = app.case_of(ticket).await.expect("case");
+    assert_eq!(case.organization_id, Some(org));
+    app.send_push(&token).await;
+    app.world
+        .duo
+        .wait_for_push("adele.vance", Duration::from_secs(5))
+        .await
+        .expect("push");
+    app.world
+        .duo
+        .approve_latest("adele.vance")
+        .expect("approve");
+    let outcome = app.wait_for_outcome(&token).await;
+    assert_eq!(outcome["state"], "approved");
+
+    // The audit log holds the admin's changes and the verification, filterable.
+    let rows = ok(&admin, url, "audit", &[("query[organization]", &org_s)]).await;
+    let rows = rows.as_array().expect("rows").clone();
+    let actions: Vec<&str> = rows.iter().filter_map(|r| r["action"].as_str()).collect();
+    for action in [
+        "organization created",
+        "company mapped",
+        "Duo account saved",
+        "push sent",
+        "push answered",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    let answered = rows
+        .iter()
+        .find(|r| r["action"] == "push answered")
+        .expect("answered");
+    assert_eq!(answered["actor"], "Casey Tech");
+    assert_eq!(answered["ticket"], ticket.to_string());
+    assert_eq!(answered["contact"], "Adele Vance");
+    assert_eq!(answered["duo_user"], "adele.vance");
+    assert_eq!(answered["outcome"], "approved");
+    assert!(answered["txid"].as_str().is_some_and(|t| !t.is_empty()));
+    let approved = ok(
+        &admin,
+        url,
+        "audit",
+        &[
+            ("query[outcome]", "approved"),
+            ("query[technician]", "casey"),
+        ],
+    )
+    .await;
+    assert_eq!(approved.as_array().map(Vec::len), Some(1), "{approved}");
+    let none = ok(
+        &admin,
+        url,
+        "audit",
+        &[("query[from]", "2000-01-01"), ("query[to]", "2000-01-02")],
+    )
+    .await;
+    assert_eq!(none.as_array().map(Vec::len), Some(0), "{none}");
+    let timeline = ok(
+        &admin,
+        url,
+        "ticket_timeline",
+        &[("ticket", &ticket.to_string())],
+    )
+    .await;
+    let steps: Vec<&str> = timeline
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert_eq!(steps, ["push sent", "push answered"]);
+
+    // CSV export: a plain GET for admins, fields quoted by the csv rules.
+    let res = admin
+        .get(format!("{url}/audit/export.csv?organization={org}"))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("text/csv"));
+    let body = res.text().await.expect("csv");
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    assert_eq!(headers.get(4), Some("organization"));
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
+    assert_eq!(records.len(), rows.len());
+    assert!(records
+        .iter()
+        .all(|r| r.get(4) == Some("Fabrikam, \"Inc\"")));
+    assert!(body.contains("\"Fabrikam, \"\"Inc\"\"\""), "quoted: {body}");
+    assert!(records.iter().any(|r| r.get(8) == Some("approved")));
+
+    // The log cannot be changed afterwards.
+    let update = sqlx::query("UPDATE audit_log SET outcome = 'denied'")
+        .execute(&app.db)
+        .await;
+    assert!(update.is_err(), "the audit log is append-only");
+}
+
+#[tokio::test]
+async fn users_are_added_disabled_and_given_new_passwords() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    ok(
+        &admin,
+        url,
+        "add_user",
+        &[
+            ("fields[username]", "sam.tech"),
+            ("fields[display_name]", "Sam Tech"),
+            ("fields[role]", "technician"),
+            ("fields[password]", "first password 1"),
+        ],
+    )
+    .await;
+    let id = app
+        .store
+        .user_by_username("sam.tech")
+        .await
+        .expect("read")
+        .expect("sam")
+        .id
+        .to_string();
+    let sam = support::new_client();
+    let sign_in = |client: reqwest::Client, password: &'static str| {
+        let url = url.clone();
+        async move {
+            client
+                .post(format!("{url}/api/sign_in"))
+                .header("Accept", "application/json")
+                .form(&[("username", "sam.tech"), ("password", password)])
+                .send()
+                .await
+                .expect("sign in")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(sign_in(sam.clone(), "first password 1").await, 200);
+    ok(
+        &admin,
+        url,
+        "set_user_disabled",
+        &[("id", &id), ("disabled", "true")],
+    )
+    .await;
+    let (status, _) = call(&sam, url, "settings", &[]).await;
+    assert_eq!(status, 401, "a disabled user's session ends");
+    assert_ne!(
+        sign_in(support::new_client(), "first password 1").await,
+        200
+    );
+    ok(
+        &admin,
+        url,
+        "set_user_disabled",
+        &[("id", &id), ("disabled", "false")],
+    )
+    .await;
+    let reply = ok(
+        &admin,
+        url,
+        "reset_password",
+        &[("id", &id), ("password", "short")],
+    )
+    .await;
+    assert!(reply["errors"]["password"].is_string(), "{reply}");
+    ok(
+        &admin,
+        url,
+        "reset_password",
+        &[("id", &id), ("password", "second password 2")],
+    )
+    .await;
+    assert_ne!(
+        sign_in(support::new_client(), "first password 1").await,
+        200
+    );
+    assert_eq!(
+        sign_in(support::new_client(), "second password 2").await,
+        200
+    );
+    let me = app
+        .store
+        .user_by_username(ADMIN.0)
+        .await
+        .expect("read")
+        .expect("admin")
+        .id
+        .to_string();
+    let (status, body) = call(
+        &admin,
+        url,
+        "set_user_disabled",
+        &[("id", &me), ("disabled", "true")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let audit = app
+        .count("SELECT COUNT(*) FROM audit_log WHERE action IN ('user added', 'user disabled', 'user enabled', 'password reset')")
+        .await;
+    assert_eq!(audit, 4);
+}
+
+#[tokio::test]
+async fn policies_save_only_what_was_set_and_organizations_can_be_renamed() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let org = app.world.organization_id;
+    let org_s = org.to_string();
+    let reply = ok(
+        &admin,
+        url,
+        "save_policy",
+        &[
+            ("organization_id", &org_s),
+            ("fields[push_timeout_secs]", "90"),
+            ("fields[pod_enabled]", "yes"),
+            ("fields[pushes_per_ticket]", ""),
+        ],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let reply = ok(
+        &admin,
+        url,
+        "save_policy",
+        &[("organization_id", ""), ("fields[pushes_per_ticket]", "2")],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    let own = app.store.policy_settings(Some(org)).await.expect("policy");
+    assert_eq!(own.push_timeout_secs, Some(90));
+    assert_eq!(own.pod_enabled, Some(true));
+    assert_eq!(own.pushes_per_ticket, None, "blank inherits");
+    let defaults = app.store.policy_settings(None).await.expect("defaults");
+    let policy = deskproof::policy::Policy::default()
+        .with(&defaults)
+        .with(&own);
+    assert_eq!(policy.pushes_per_ticket, 2, "the default applies");
+    assert_eq!(policy.push_timeout_secs, 90);
+    let view = settings(&admin, url).await;
+    assert_eq!(view["policy_defaults"]["pushes_per_ticket"], "2");
+    assert_eq!(view["organizations"][0]["policy"]["pod_enabled"], "yes");
+
+    let reply = ok(
+        &admin,
+        url,
+        "save_organization",
+        &[("id", &org_s), ("name", "Contoso Ltd")],
+    )
+    .await;
+    assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    assert_eq!(
+        app.store
+            .organization(org)
+            .await
+            .expect("read")
+            .expect("org")
+            .name,
+        "Contoso Ltd"
+    );
+    let renamed = ok(&admin, url, "audit", &[("query[organization]", &org_s)]).await;
+    assert!(
+        renamed
+            .to_string()
+            .contains("from \\\"Contoso\\\" to \\\"Contoso Ltd\\\""),
+        "{renamed}"
+    );
+}
