@@ -52,6 +52,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn attempts(&self, session: &Session, token: &str) -> BackendResult<Vec<AttemptRow>>;
     /// Sends the Duo Push (or records why none could be sent).
     async fn send_push(&self, session: &Session, token: &str) -> BackendResult<AttemptRow>;
+    /// For a genuine link that expired (or still works): the path of a new link to the same
+    /// ticket, `/verify/<token>`. A forged or altered link gets none.
+    async fn fresh_link(&self, session: &Session, token: &str) -> BackendResult<String>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

@@ -110,4 +110,9 @@ impl Backend for AppBackend {
         self.worker.nudge();
         Ok(attempt_row(attempt))
     }
+
+    async fn fresh_link(&self, session: &Session, token: &str) -> BackendResult<String> {
+        self.require_user(session).await?;
+        self.flow.renew_link(token).await.map_err(flow_error)
+    }
 }

@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{attempts, error_text, verification, SendPush};
+use crate::api::{attempts, error_text, fresh_link, verification, SendPush};
 use crate::model::{AttemptRow, VerificationPage};
 use crate::pages::layout::SignedIn;
 
@@ -22,16 +22,52 @@ fn Verification() -> impl IntoView {
                 page.get()
                     .map(|r| match r {
                         Ok(p) => view! { <TicketCard page=p token=token() /> }.into_any(),
-                        Err(e) => {
-                            view! {
-                                <h1>"Verification link"</h1>
-                                <p class="error" data-testid="link-error">{error_text(&e)}</p>
-                            }
-                                .into_any()
-                        }
+                        Err(e) => view! { <LinkProblem message=error_text(&e) token=token() /> }
+                            .into_any(),
                     })
             }}
         </Suspense>
+    }
+}
+
+/// A link that cannot be used. An expired one can be swapped for a fresh link to the same
+/// ticket; an altered one cannot.
+#[component]
+fn LinkProblem(message: String, token: String) -> impl IntoView {
+    let expired = message.contains("expired");
+    let renew = Action::new(move |token: &String| fresh_link(token.clone()));
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(path)) = renew.value().get() {
+            navigate(&path, Default::default());
+        }
+    });
+    let renew_error = move || {
+        renew
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| error_text(&e))
+    };
+    let token = StoredValue::new(token);
+    view! {
+        <h1>"Verification link"</h1>
+        <p class="error" data-testid="link-error">{message}</p>
+        <Show when=move || expired>
+            <p>"The link is genuine but old. You can open a fresh link to the same ticket."</p>
+            <button
+                class="primary"
+                data-testid="fresh-link"
+                on:click=move |_| {
+                    renew.dispatch(token.get_value());
+                }
+            >
+                "Get a fresh link"
+            </button>
+        </Show>
+        <Show when=move || renew_error().is_some()>
+            <p class="error" role="alert">{renew_error}</p>
+        </Show>
     }
 }
 
@@ -79,6 +115,7 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
     });
 
     let can_push = page.problem.is_none();
+    let verified_until = page.verified_until.clone();
     let form_token = StoredValue::new(token.clone());
     let busy = move || {
         send.pending().get() || history.with(|h| h.first().is_some_and(AttemptRow::is_open))
@@ -100,6 +137,24 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
                 .problem
                 .clone()
                 .map(|p| view! { <p class="notice" data-testid="problem">{p}</p> })}
+            {verified_until
+                .map(|until| {
+                    view! {
+                        <p class="status approved" data-testid="verified-until">
+                            "Verified until " {until}
+                        </p>
+                    }
+                })}
+            {page
+                .caller_code
+                .clone()
+                .map(|code| {
+                    view! {
+                        <p class="notice" data-testid="caller-code">
+                            "Ask the caller to read back the code in their push: " <strong>{code}</strong>
+                        </p>
+                    }
+                })}
             <Show when=move || can_push>
                 <ActionForm action=send>
                     <input type="hidden" name="token" value=form_token.get_value() />

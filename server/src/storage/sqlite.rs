@@ -8,11 +8,12 @@ use sqlx::Row;
 use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::policy::PolicySettings;
+use crate::verify::rules::{self, PushHistory};
 
 use super::{
     Attempt, AuditEntry, DuoAccountRow, Job, NewAttempt, NewJob, NewNote, NewPsaConnection,
-    NewUser, NoteRow, Organization, PsaConnectionRow, Storage, StorageError, TicketCase,
-    UserRecord,
+    NewUser, NoteRow, Organization, PsaConnectionRow, PushClaim, PushGrant, Storage, StorageError,
+    TicketCase, UserRecord,
 };
 
 /// The embedded default: one SQLite file in WAL mode.
@@ -95,7 +96,7 @@ fn case_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TicketCase, StorageErr
 }
 
 const ATTEMPT_COLUMNS: &str = "id, ticket_ref, technician_id, technician_name, state, \
-    duo_user_id, duo_username, txid, reason, created_at, finished_at";
+    duo_user_id, duo_username, txid, reason, created_at, finished_at, caller_code, next_push_at";
 
 fn attempt_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Attempt, StorageError> {
     Ok(Attempt {
@@ -110,6 +111,8 @@ fn attempt_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Attempt, StorageErr
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
         finished_at: row.try_get("finished_at")?,
+        caller_code: row.try_get("caller_code")?,
+        next_push_at: row.try_get("next_push_at")?,
     })
 }
 
@@ -719,7 +722,137 @@ impl Storage for SqliteStorage {
             .collect()
     }
 
+    async fn claim_push(
+        &self,
+        a: &NewAttempt,
+        claim: &PushClaim,
+    ) -> Result<PushGrant, StorageError> {
+        // BEGIN IMMEDIATE takes the write lock before the first read, so a second request
+        // waits here until the first has inserted its row and committed.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "UPDATE attempts SET state = 'failed', \
+             reason = 'interrupted before a push was sent', \
+             finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') \
+             WHERE ticket_ref = ? AND state = 'matching' \
+             AND created_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-10 minutes')",
+        )
+        .bind(a.case_id)
+        .execute(&mut *tx)
+        .await?;
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM attempts WHERE ticket_ref = ? AND state IN ('matching', 'pushed') \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(a.case_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = open {
+            tx.commit().await?;
+            return Ok(PushGrant::Open(id));
+        }
+        let history = push_history(&mut tx, a, claim).await?;
+        let (state, reason) = match rules::check(&history, &claim.limits, claim.now) {
+            Ok(()) => (a.state.as_str(), None),
+            Err(refusal) => ("refused", Some(refusal)),
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO attempts (ticket_ref, technician_id, technician_name, state, reason, \
+             finished_at, organization_id, contact_key, caller_code, next_push_at) \
+             VALUES (?, ?, ?, ?, ?, \
+             CASE WHEN ? THEN strftime('%Y-%m-%dT%H:%M:%SZ', 'now') END, ?, ?, ?, ?) \
+             RETURNING id",
+        )
+        .bind(a.case_id)
+        .bind(a.technician_id)
+        .bind(&a.technician_name)
+        .bind(state)
+        .bind(reason.as_ref().map(|r| r.reason.clone()))
+        .bind(reason.is_some())
+        .bind(claim.organization_id)
+        .bind(&claim.contact_key)
+        .bind(reason.is_none().then_some(&claim.caller_code))
+        .bind(reason.as_ref().and_then(|r| r.next_allowed_at))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(match reason {
+            None => PushGrant::Created(id),
+            Some(refusal) => PushGrant::Refused(id, refusal),
+        })
+    }
+
+    async fn last_approval(&self, case_id: i64) -> Result<Option<i64>, StorageError> {
+        let at: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT CAST(strftime('%s', COALESCE(finished_at, created_at)) AS INTEGER) \
+             FROM attempts WHERE ticket_ref = ? AND state = 'approved' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(case_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(at.flatten())
+    }
+
     fn session_store(&self) -> Arc<dyn tower_sessions::SessionStore> {
         Arc::new(self.sessions.clone())
     }
+}
+
+/// A push is an attempt that reached Duo (it has a transaction id) or may still reach it.
+const IS_PUSH: &str = "(txid IS NOT NULL OR state = 'matching')";
+const UNIX_CREATED: &str = "CAST(strftime('%s', created_at) AS INTEGER)";
+const UNIX_FINISHED: &str = "CAST(strftime('%s', COALESCE(finished_at, created_at)) AS INTEGER)";
+
+/// Reads what the push rules need, inside the caller's write transaction.
+async fn push_history(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    a: &NewAttempt,
+    claim: &PushClaim,
+) -> Result<PushHistory, StorageError> {
+    let limits = &claim.limits;
+    let ticket_pushes: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM attempts WHERE ticket_ref = ? AND {IS_PUSH}"
+    ))
+    .bind(a.case_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let contact_pushes: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT {UNIX_CREATED} FROM attempts WHERE organization_id = ? AND contact_key = ? \
+         AND {IS_PUSH} AND {UNIX_CREATED} > ?"
+    ))
+    .bind(claim.organization_id)
+    .bind(&claim.contact_key)
+    .bind(claim.now - limits.contact_window_secs)
+    .fetch_all(&mut **tx)
+    .await?;
+    let technician_pushes: Vec<i64> = match a.technician_id {
+        Some(tech) => {
+            sqlx::query_scalar(&format!(
+                "SELECT {UNIX_CREATED} FROM attempts WHERE technician_id = ? AND {IS_PUSH} \
+                 AND {UNIX_CREATED} > ?"
+            ))
+            .bind(tech)
+            .bind(claim.now - limits.technician_window_secs)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        None => Vec::new(),
+    };
+    let (last_deny, last_fraud): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
+        "SELECT MAX(CASE WHEN state = 'denied' THEN {UNIX_FINISHED} END), \
+         MAX(CASE WHEN state = 'fraud' THEN {UNIX_FINISHED} END) \
+         FROM attempts WHERE organization_id = ? AND contact_key = ? \
+         AND state IN ('denied', 'fraud')"
+    ))
+    .bind(claim.organization_id)
+    .bind(&claim.contact_key)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(PushHistory {
+        ticket_pushes,
+        contact_pushes,
+        technician_pushes,
+        last_deny,
+        last_fraud,
+    })
 }

@@ -19,7 +19,7 @@ pub struct LinkClaims {
 pub enum LinkError {
     #[error("This link is not valid. It may have been changed or cut off.")]
     Malformed,
-    #[error("This link has expired.")]
+    #[error("This link has expired. A signed-in technician can get a fresh link to the ticket.")]
     Expired(LinkClaims),
 }
 

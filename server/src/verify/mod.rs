@@ -7,4 +7,5 @@ pub mod link;
 pub mod matching;
 pub mod notes;
 pub mod ports;
+pub mod rules;
 pub mod worker;
