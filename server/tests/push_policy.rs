@@ -42,7 +42,6 @@ fn assert_refused(attempt: &serde_json::Value, needle: &str) {
 async fn a_burst_of_twenty_clicks_on_one_contact_sends_only_the_allowed_three_pushes() {
     // Arrange: twenty tickets raised by the same contact (policy: 3 pushes per 15 minutes).
     let app = spawn_flow().await;
-    app.world.duo.set_push_timeout(Duration::from_secs(60));
     let mut tokens = Vec::new();
     for n in 0..20 {
         tokens.push(
