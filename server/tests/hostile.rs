@@ -386,7 +386,7 @@ async fn every_hostile_request_is_refused_clearly_stores_nothing_and_the_service
             format!("/api/send_push?{}", form_token(&token)),
         )
         .get()
-        .expect(400, "Could not find a server function"),
+        .expect(405, "it is called with POST"),
         case("a server function that does not exist", "/api/drop_tables")
             .form(b"a=1".to_vec())
             .expect(400, "Could not find a server function"),

@@ -65,7 +65,7 @@ async fn opening_a_link_by_get_as_a_link_scanner_would_sends_no_push() {
     assert!(head.status().as_u16() < 500, "{}", head.status());
     assert_eq!(
         api_get.status(),
-        400,
+        405,
         "server functions that act are POST only"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;

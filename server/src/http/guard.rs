@@ -165,7 +165,14 @@ pub async fn server_fn_status(request: Request<Body>, next: Next) -> Response {
     if !request.uri().path().starts_with("/api/") {
         return next.run(request).await;
     }
+    let method = request.method().clone();
     let response = next.run(request).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("This server function does not accept {method}; it is called with POST."),
+        );
+    }
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
         return response;
     }
