@@ -32,6 +32,20 @@ async fn pushes_settle(app: &FlowApp) -> usize {
     app.world.duo.pushes().len()
 }
 
+/// The verification page as the server renders it for the signed-in technician.
+async fn page_html(app: &FlowApp, token: &str) -> String {
+    app.client
+        .get(format!("{}/verify/{token}", app.url))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html")
+        .replace("<!>", "")
+        .replace("<!-- -->", "")
+}
+
 fn assert_refused(attempt: &serde_json::Value, needle: &str) {
     assert_eq!(attempt["state"], "refused", "{attempt}");
     let reason = attempt["reason"].as_str().unwrap_or_default();
@@ -59,15 +73,17 @@ async fn a_burst_of_twenty_clicks_on_one_contact_sends_only_the_allowed_three_pu
             let res = client
                 .post(format!("{url}/api/send_push"))
                 .header("Accept", "application/json")
-                .form(&[("token", token)])
+                .form(&[("token", token.as_str())])
                 .send()
                 .await
                 .expect("click");
             assert_eq!(res.status(), 200);
-            res.json::<serde_json::Value>().await.expect("attempt")
+            let attempt = res.json::<serde_json::Value>().await.expect("attempt");
+            (token, attempt)
         });
     }
-    let answers: Vec<serde_json::Value> = clicks.join_all().await;
+    let (tokens, answers): (Vec<String>, Vec<serde_json::Value>) =
+        clicks.join_all().await.into_iter().unzip();
 
     // Assert: Duo saw exactly three pushes; every other click says why and when.
     let pushed = answers.iter().filter(|a| a["state"] == "pushed").count();
@@ -81,6 +97,15 @@ async fn a_burst_of_twenty_clicks_on_one_contact_sends_only_the_allowed_three_pu
         );
         assert!(r["next_push_at"].is_string(), "{r}");
     }
+    let refused_at = answers
+        .iter()
+        .position(|a| a["state"] == "refused")
+        .expect("a refusal");
+    let html = page_html(&app, &tokens[refused_at]).await;
+    assert!(
+        html.contains("this contact already got 3 Duo Pushes in the last 15 minutes"),
+        "the page says why and when"
+    );
     assert_eq!(
         pushes_settle(&app).await,
         3,
@@ -266,6 +291,12 @@ async fn an_approval_counts_as_verified_for_a_while_and_a_new_click_sends_nothin
     assert!(text.contains("was verified at"), "{text}");
     assert!(text.contains(&format!("counts until {until}")), "{text}");
     assert_eq!(pushes_settle(&app).await, 1);
+    let html = page_html(&app, &token).await;
+    assert!(
+        html.contains(&format!("Verified until {until}")),
+        "the page shows it"
+    );
+    assert!(!html.contains("Send Duo Push"), "and offers no push");
 }
 
 #[tokio::test]

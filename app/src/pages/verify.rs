@@ -114,8 +114,8 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
         });
     });
 
-    let can_push = page.problem.is_none();
     let verified_until = page.verified_until.clone();
+    let can_push = page.problem.is_none() && verified_until.is_none();
     let form_token = StoredValue::new(token.clone());
     let busy = move || {
         send.pending().get() || history.with(|h| h.first().is_some_and(AttemptRow::is_open))
