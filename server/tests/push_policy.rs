@@ -362,3 +362,63 @@ async fn the_push_carries_the_code_the_page_shows_for_the_caller_to_read_back() 
         push.pushinfo_pairs
     );
 }
+
+#[tokio::test]
+async fn a_technician_without_a_local_account_is_limited_by_name() {
+    // Arrange: three tickets, and claims made as a PSA member with no deskproof account.
+    let app = spawn_flow().await;
+    let mut cases = Vec::new();
+    for (contact, summary) in [
+        (app.world.contacts.alex, "One"),
+        (app.world.contacts.megan, "Two"),
+        (app.world.contacts.alex, "Three"),
+    ] {
+        let (ticket, _) = ticket_for(&app, contact, summary).await;
+        cases.push(app.case_of(ticket).await.expect("case"));
+    }
+    let limits = deskproof::verify::rules::PushLimits {
+        per_technician: 2,
+        ..deskproof::verify::rules::PushLimits::from_policy(&Default::default())
+    };
+    let claim = |case: &deskproof::storage::TicketCase, who: &str| {
+        let attempt = deskproof::storage::NewAttempt {
+            case_id: case.id,
+            technician_id: None,
+            technician_name: who.to_owned(),
+            state: "matching".into(),
+        };
+        let claim = deskproof::storage::PushClaim {
+            organization_id: case.organization_id.expect("mapped"),
+            contact_key: format!("email:{}", case.contact_email.clone().unwrap_or_default()),
+            caller_code: "123456".into(),
+            limits,
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        };
+        (attempt, claim)
+    };
+
+    // Act
+    let mut grants = Vec::new();
+    for case in &cases[..2] {
+        let (a, c) = claim(case, "Jordan Member");
+        grants.push(app.store.claim_push(&a, &c).await.expect("claim"));
+    }
+    let (a, c) = claim(&cases[2], "Jordan Member");
+    let third = app.store.claim_push(&a, &c).await.expect("claim");
+    let (a, c) = claim(&cases[2], "Someone Else");
+    let other = app.store.claim_push(&a, &c).await.expect("claim");
+
+    // Assert
+    use deskproof::storage::PushGrant;
+    assert!(
+        grants.iter().all(|g| matches!(g, PushGrant::Created(_))),
+        "{grants:?}"
+    );
+    match third {
+        PushGrant::Refused(_, refusal) => {
+            assert_eq!(refusal.rule, deskproof::verify::rules::Rule::PerTechnician)
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(matches!(other, PushGrant::Created(_)), "{other:?}");
+}

@@ -152,7 +152,9 @@ pub trait Storage: Send + Sync + 'static {
     ///   [`PushGrant::Open`] names it (an attempt `matching` for over ten minutes is first
     ///   marked `failed`, as in [`Storage::create_attempt`]);
     /// - otherwise the push history of the claim's contact (within its organization), of the
-    ///   case and of the technician is read and checked with [`crate::verify::rules::check`];
+    ///   case and of the technician (by `technician_id`, or by `technician_name` among
+    ///   attempts without one when it is `None`) is read and checked with
+    ///   [`crate::verify::rules::check`];
     ///   when it passes, an attempt in `attempt.state` is inserted with the claim's
     ///   organization, contact key and caller code ([`PushGrant::Created`]); when it fails, a
     ///   finished `refused` attempt is inserted with the refusal's reason and `next_push_at`

@@ -825,19 +825,18 @@ async fn push_history(
     .bind(claim.now - limits.contact_window_secs)
     .fetch_all(&mut **tx)
     .await?;
-    let technician_pushes: Vec<i64> = match a.technician_id {
-        Some(tech) => {
-            sqlx::query_scalar(&format!(
-                "SELECT {UNIX_CREATED} FROM attempts WHERE technician_id = ? AND {IS_PUSH} \
-                 AND {UNIX_CREATED} > ?"
-            ))
-            .bind(tech)
-            .bind(claim.now - limits.technician_window_secs)
-            .fetch_all(&mut **tx)
-            .await?
-        }
-        None => Vec::new(),
-    };
+    // A technician without a local account (e.g. a PSA member) is counted by name.
+    let technician_pushes: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT {UNIX_CREATED} FROM attempts WHERE \
+         (technician_id = ? OR (? IS NULL AND technician_id IS NULL AND technician_name = ?)) \
+         AND {IS_PUSH} AND {UNIX_CREATED} > ?"
+    ))
+    .bind(a.technician_id)
+    .bind(a.technician_id)
+    .bind(&a.technician_name)
+    .bind(claim.now - limits.technician_window_secs)
+    .fetch_all(&mut **tx)
+    .await?;
     let (last_deny, last_fraud): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
         "SELECT MAX(CASE WHEN state = 'denied' THEN {UNIX_FINISHED} END), \
          MAX(CASE WHEN state = 'fraud' THEN {UNIX_FINISHED} END) \
