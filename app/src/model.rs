@@ -53,6 +53,10 @@ pub struct VerificationPage {
     /// The code the contact's push carries, for the caller to read back.
     #[serde(default)]
     pub caller_code: Option<String>,
+    /// When the link the page was opened with already sent a push: at what time. Such a link
+    /// sends no other; a fresh link does.
+    #[serde(default)]
+    pub link_used: Option<String>,
 }
 
 /// One push a technician asked for.

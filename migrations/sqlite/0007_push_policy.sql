@@ -7,3 +7,12 @@ ALTER TABLE attempts ADD COLUMN caller_code TEXT;
 ALTER TABLE attempts ADD COLUMN next_push_at BIGINT;
 CREATE INDEX attempts_by_contact ON attempts(organization_id, contact_key);
 CREATE INDEX attempts_by_technician ON attempts(technician_id);
+
+-- A verification link that started a push is used up; its page then offers a fresh link.
+-- Only a digest of the link is kept.
+CREATE TABLE used_links (
+    token_digest  TEXT PRIMARY KEY,
+    case_id       INTEGER NOT NULL REFERENCES tickets(id),
+    attempt_id    INTEGER NOT NULL REFERENCES attempts(id),
+    used_at       BIGINT NOT NULL
+);

@@ -223,3 +223,52 @@ async fn markup_and_line_breaks_in_a_company_name_are_made_inert_in_the_note() {
     assert!(note.contains("\\[ok\\](https://evil)"), "{note}");
     assert!(!note.contains("<b>"), "{note}");
 }
+
+#[tokio::test]
+async fn a_link_sends_one_push_and_then_its_page_offers_a_fresh_link() {
+    // Arrange: a push through the link, unanswered until it times out.
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Used link").await;
+    let token = app.link_token(ticket).await;
+    assert_eq!(app.send_push(&token).await["state"], "pushed");
+    app.world
+        .duo
+        .wait_for_push("alex.example", Duration::from_secs(5))
+        .await
+        .expect("push");
+    app.world
+        .duo
+        .time_out_latest("alex.example")
+        .expect("pending");
+    app.wait_for_outcome(&token).await;
+
+    // Act
+    let (status, again) = app.call("send_push", &token).await;
+    let (_, data) = app.call("verification", &token).await;
+    let (_, html) = page(&app, &app.client, &format!("/verify/{token}")).await;
+    let (_, fresh) = app.call("fresh_link", &token).await;
+    let fresh = fresh
+        .as_str()
+        .and_then(|p| p.strip_prefix("/verify/"))
+        .expect("a fresh link")
+        .to_owned();
+    let second = app.send_push(&fresh).await;
+
+    // Assert
+    assert_eq!(status, 400, "{again}");
+    assert!(
+        again
+            .to_string()
+            .contains("This link was already used to send a Duo Push at"),
+        "{again}"
+    );
+    assert!(data["link_used"].is_string(), "{data}");
+    assert!(
+        html.contains("This link already sent a Duo Push"),
+        "clear page"
+    );
+    assert!(html.contains("Get a fresh link"), "with a fresh link");
+    assert!(!html.contains("Send Duo Push"), "and no push button");
+    assert_eq!(second["state"], "pushed", "{second}");
+    assert_eq!(app.world.duo.pushes().len(), 2);
+}

@@ -32,6 +32,16 @@ async fn pushes_settle(app: &FlowApp) -> usize {
     app.world.duo.pushes().len()
 }
 
+/// A fresh link to the same ticket, as the page's button gets it.
+async fn fresh(app: &FlowApp, token: &str) -> String {
+    let (status, path) = app.call("fresh_link", token).await;
+    assert_eq!(status, 200, "{path}");
+    path.as_str()
+        .and_then(|p| p.strip_prefix("/verify/"))
+        .expect("a verify path")
+        .to_owned()
+}
+
 /// The verification page as the server renders it for the signed-in technician.
 async fn page_html(app: &FlowApp, token: &str) -> String {
     app.client
@@ -131,8 +141,9 @@ async fn the_ticket_limit_refuses_a_further_push_for_good() {
         },
     )
     .await;
-    let (_, token) = ticket_for(&app, app.world.contacts.alex, "Twice only").await;
+    let (_, mut token) = ticket_for(&app, app.world.contacts.alex, "Twice only").await;
     for _ in 0..2 {
+        token = fresh(&app, &token).await;
         assert_eq!(app.send_push(&token).await["state"], "pushed");
         app.world
             .duo
@@ -147,7 +158,7 @@ async fn the_ticket_limit_refuses_a_further_push_for_good() {
     }
 
     // Act
-    let third = app.send_push(&token).await;
+    let third = app.send_push(&fresh(&app, &token).await).await;
 
     // Assert
     assert_refused(
@@ -213,13 +224,16 @@ async fn a_deny_starts_a_cooldown_for_that_contact_on_every_ticket() {
     app.wait_for_outcome(&token).await;
 
     // Act: again on the same ticket, and on another ticket of the same contact.
-    let same = app.send_push(&token).await;
+    let (used_status, used) = app.call("send_push", &token).await;
+    let same = app.send_push(&fresh(&app, &token).await).await;
     let (_, other) = ticket_for(&app, app.world.contacts.alex, "Other").await;
     let other = app.send_push(&other).await;
     let (_, megan) = ticket_for(&app, app.world.contacts.megan, "Megan").await;
     let megan = app.send_push(&megan).await;
 
     // Assert
+    assert_eq!(used_status, 400, "the link sent its push: {used}");
+    assert!(used.to_string().contains("already used"), "{used}");
     assert_refused(&same, "this contact denied a Duo Push at");
     assert_refused(&other, "The next push is allowed at");
     assert_eq!(
@@ -327,7 +341,7 @@ async fn with_verified_minutes_zero_an_approval_does_not_hold_off_a_new_push() {
 
     // Act
     let (_, page) = app.call("verification", &token).await;
-    let again = app.send_push(&token).await;
+    let again = app.send_push(&fresh(&app, &token).await).await;
 
     // Assert
     assert!(page["verified_until"].is_null(), "{page}");
@@ -393,6 +407,7 @@ async fn a_technician_without_a_local_account_is_limited_by_name() {
             caller_code: "123456".into(),
             limits,
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            link_digest: None,
         };
         (attempt, claim)
     };

@@ -35,6 +35,19 @@ fn Verification() -> impl IntoView {
 #[component]
 fn LinkProblem(message: String, token: String) -> impl IntoView {
     let expired = message.contains("expired");
+    view! {
+        <h1>"Verification link"</h1>
+        <p class="error" data-testid="link-error">{message}</p>
+        <Show when=move || expired>
+            <p>"The link is genuine but old. You can open a fresh link to the same ticket."</p>
+            <FreshLink token=token.clone() />
+        </Show>
+    }
+}
+
+/// A button that swaps a genuine link for a fresh one to the same ticket and opens it.
+#[component]
+fn FreshLink(token: String) -> impl IntoView {
     let renew = Action::new(move |token: &String| fresh_link(token.clone()));
     let navigate = leptos_router::hooks::use_navigate();
     Effect::new(move |_| {
@@ -51,20 +64,15 @@ fn LinkProblem(message: String, token: String) -> impl IntoView {
     };
     let token = StoredValue::new(token);
     view! {
-        <h1>"Verification link"</h1>
-        <p class="error" data-testid="link-error">{message}</p>
-        <Show when=move || expired>
-            <p>"The link is genuine but old. You can open a fresh link to the same ticket."</p>
-            <button
-                class="primary"
-                data-testid="fresh-link"
-                on:click=move |_| {
-                    renew.dispatch(token.get_value());
-                }
-            >
-                "Get a fresh link"
-            </button>
-        </Show>
+        <button
+            class="primary"
+            data-testid="fresh-link"
+            on:click=move |_| {
+                renew.dispatch(token.get_value());
+            }
+        >
+            "Get a fresh link"
+        </button>
         <Show when=move || renew_error().is_some()>
             <p class="error" role="alert">{renew_error}</p>
         </Show>
@@ -84,8 +92,13 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
 
     // After a push, and while one is open, refresh the history once a second.
     let poll_token = token.clone();
+    // A link sends one push; after that the page offers a fresh link instead.
+    let link_used = RwSignal::new(page.link_used.clone());
     Effect::new(move |_| {
         if let Some(Ok(attempt)) = send.value().get() {
+            if attempt.state != "refused" && link_used.get_untracked().is_none() {
+                link_used.set(Some("just now".to_owned()));
+            }
             history.update(|h| {
                 h.retain(|a| a.id != attempt.id);
                 h.insert(0, attempt);
@@ -155,7 +168,15 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
                         </p>
                     }
                 })}
-            <Show when=move || can_push>
+            <Show when=move || can_push && link_used.get().is_some() && !busy()>
+                <p class="notice" data-testid="link-used">
+                    "This link already sent a Duo Push ("
+                    {move || link_used.get().unwrap_or_default()}
+                    "). A fresh link sends another."
+                </p>
+                <FreshLink token=form_token.get_value() />
+            </Show>
+            <Show when=move || can_push && (link_used.get().is_none() || busy())>
                 <ActionForm action=send>
                     <input type="hidden" name="token" value=form_token.get_value() />
                     <button

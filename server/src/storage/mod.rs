@@ -158,7 +158,10 @@ pub trait Storage: Send + Sync + 'static {
     ///   when it passes, an attempt in `attempt.state` is inserted with the claim's
     ///   organization, contact key and caller code ([`PushGrant::Created`]); when it fails, a
     ///   finished `refused` attempt is inserted with the refusal's reason and `next_push_at`
-    ///   ([`PushGrant::Refused`]).
+    ///   ([`PushGrant::Refused`]);
+    /// - when the claim names a link (`link_digest`) that already started a push, nothing is
+    ///   written and [`PushGrant::LinkUsed`] says when (checked after the open attempt, before
+    ///   the limits); a link that starts a push is recorded as used in the same transaction.
     ///
     /// A push is an attempt with a Duo transaction id or one still `matching`. Reading the
     /// history and inserting must be serialized against concurrent claims, so that a burst of
@@ -170,6 +173,9 @@ pub trait Storage: Send + Sync + 'static {
         attempt: &NewAttempt,
         claim: &PushClaim,
     ) -> Result<PushGrant, StorageError>;
+    /// When (Unix seconds) the verification link with this digest started a push, or `None`
+    /// when it has not (see [`PushClaim::link_digest`]).
+    async fn link_used(&self, token_digest: &str) -> Result<Option<i64>, StorageError>;
     /// When (Unix seconds) the case's newest `approved` attempt was answered (its
     /// `finished_at`), or `None` when no attempt of the case was approved.
     async fn last_approval(&self, case_id: i64) -> Result<Option<i64>, StorageError>;
@@ -269,6 +275,8 @@ pub struct PushClaim {
     pub limits: PushLimits,
     /// Unix seconds.
     pub now: i64,
+    /// The SHA-256 (hex) of the verification link the push was asked through, if any.
+    pub link_digest: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,6 +287,8 @@ pub enum PushGrant {
     Open(i64),
     /// A `refused` attempt was recorded with the refusal's reason.
     Refused(i64, Refusal),
+    /// The link already started a push at this time (Unix seconds); nothing was written.
+    LinkUsed(i64),
 }
 
 /// A note to write on a ticket, queued together with the change that causes it.

@@ -751,6 +751,17 @@ impl Storage for SqliteStorage {
             tx.commit().await?;
             return Ok(PushGrant::Open(id));
         }
+        if let Some(digest) = &claim.link_digest {
+            let used: Option<i64> =
+                sqlx::query_scalar("SELECT used_at FROM used_links WHERE token_digest = ?")
+                    .bind(digest)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(at) = used {
+                tx.commit().await?;
+                return Ok(PushGrant::LinkUsed(at));
+            }
+        }
         let history = push_history(&mut tx, a, claim).await?;
         let (state, reason) = match rules::check(&history, &claim.limits, claim.now) {
             Ok(()) => (a.state.as_str(), None),
@@ -775,11 +786,32 @@ impl Storage for SqliteStorage {
         .bind(reason.as_ref().and_then(|r| r.next_allowed_at))
         .fetch_one(&mut *tx)
         .await?;
+        if let (None, Some(digest)) = (&reason, &claim.link_digest) {
+            sqlx::query(
+                "INSERT INTO used_links (token_digest, case_id, attempt_id, used_at) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(digest)
+            .bind(a.case_id)
+            .bind(id)
+            .bind(claim.now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(match reason {
             None => PushGrant::Created(id),
             Some(refusal) => PushGrant::Refused(id, refusal),
         })
+    }
+
+    async fn link_used(&self, token_digest: &str) -> Result<Option<i64>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT used_at FROM used_links WHERE token_digest = ?")
+                .bind(token_digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn last_approval(&self, case_id: i64) -> Result<Option<i64>, StorageError> {

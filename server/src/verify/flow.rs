@@ -33,6 +33,11 @@ pub enum FlowError {
          {until}. A new push is allowed after that."
     )]
     AlreadyVerified { at: String, until: String },
+    #[error(
+        "This link was already used to send a Duo Push at {0}. A signed-in technician can get \
+         a fresh link to the ticket."
+    )]
+    LinkUsed(String),
     #[error(transparent)]
     Remote(#[from] RemoteError),
     #[error(transparent)]
@@ -206,6 +211,7 @@ impl Flow {
             attempts: attempts.into_iter().map(attempt_row).collect(),
             verified_until,
             caller_code,
+            link_used: None,
         })
     }
 
@@ -304,10 +310,48 @@ impl Flow {
 
     /// Step 2: a technician asked for a push. Finds the one Duo user and sends the push, or
     /// records why not. Never called from a GET.
-    #[tracing::instrument(skip(self, technician_name), fields(ticket.id = %case.ticket_id))]
     pub async fn request_push(
         &self,
         case: &TicketCase,
+        technician_id: Option<i64>,
+        technician_name: &str,
+    ) -> Result<Attempt, FlowError> {
+        self.push_for(case, None, technician_id, technician_name)
+            .await
+    }
+
+    /// [`Flow::request_push`] through a verification link, which one push uses up.
+    pub async fn request_push_via_link(
+        &self,
+        case: &TicketCase,
+        token: &str,
+        technician_id: Option<i64>,
+        technician_name: &str,
+    ) -> Result<Attempt, FlowError> {
+        self.push_for(
+            case,
+            Some(link_digest(token)),
+            technician_id,
+            technician_name,
+        )
+        .await
+    }
+
+    /// When (as the page shows it) this link already started a push.
+    pub async fn link_used_at(&self, token: &str) -> Result<Option<String>, FlowError> {
+        let now = now();
+        Ok(self
+            .store
+            .link_used(&link_digest(token))
+            .await?
+            .map(|at| rules::clock(at, now)))
+    }
+
+    #[tracing::instrument(skip(self, link_digest, technician_name), fields(ticket.id = %case.ticket_id))]
+    async fn push_for(
+        &self,
+        case: &TicketCase,
+        link_digest: Option<String>,
         technician_id: Option<i64>,
         technician_name: &str,
     ) -> Result<Attempt, FlowError> {
@@ -331,6 +375,7 @@ impl Flow {
             caller_code: new_caller_code(),
             limits: PushLimits::from_policy(&policy),
             now,
+            link_digest,
         };
         let granted = self
             .store
@@ -350,6 +395,7 @@ impl Flow {
             PushGrant::Open(id) => {
                 return self.store.attempt(id).await?.ok_or(FlowError::UnknownCase);
             }
+            PushGrant::LinkUsed(at) => return Err(FlowError::LinkUsed(rules::clock(at, now))),
             // The policy said no: the refusal is recorded with its reason, and no note is
             // written, so repeated clicks cannot flood the ticket.
             PushGrant::Refused(id, refusal) => {
@@ -630,6 +676,15 @@ pub fn attempt_row(a: Attempt) -> AttemptRow {
                 .ok()
         }),
     }
+}
+
+/// How a used link is remembered: the SHA-256 of the token, in hex.
+fn link_digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The label of the caller code in the push's details.
