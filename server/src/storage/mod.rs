@@ -159,9 +159,11 @@ pub trait Storage: Send + Sync + 'static {
     ///   organization, contact key and caller code ([`PushGrant::Created`]); when it fails, a
     ///   finished `refused` attempt is inserted with the refusal's reason and `next_push_at`
     ///   ([`PushGrant::Refused`]);
-    /// - when the claim names a link (`link_digest`) that already started a push, nothing is
-    ///   written and [`PushGrant::LinkUsed`] says when (checked after the open attempt, before
-    ///   the limits); a link that starts a push is recorded as used in the same transaction.
+    /// - when the claim names a link (`link_digest`) whose recorded attempt reached Duo, nothing
+    ///   is written and [`PushGrant::LinkUsed`] says when; when that attempt was refused before
+    ///   any push less than ten seconds ago, nothing is written and [`PushGrant::Open`] names it
+    ///   (a double click). Both are checked after the open attempt and before the limits. A
+    ///   created attempt is recorded as the link's attempt in the same transaction.
     ///
     /// A push is an attempt with a Duo transaction id or one still `matching`. Reading the
     /// history and inserting must be serialized against concurrent claims, so that a burst of
@@ -173,8 +175,8 @@ pub trait Storage: Send + Sync + 'static {
         attempt: &NewAttempt,
         claim: &PushClaim,
     ) -> Result<PushGrant, StorageError>;
-    /// When (Unix seconds) the verification link with this digest started a push, or `None`
-    /// when it has not (see [`PushClaim::link_digest`]).
+    /// When (Unix seconds) the verification link with this digest started a push that reached
+    /// Duo, or `None` when it has not (see [`PushClaim::link_digest`]).
     async fn link_used(&self, token_digest: &str) -> Result<Option<i64>, StorageError>;
     /// When (Unix seconds) the case's newest `approved` attempt was answered (its
     /// `finished_at`), or `None` when no attempt of the case was approved.

@@ -752,14 +752,26 @@ impl Storage for SqliteStorage {
             return Ok(PushGrant::Open(id));
         }
         if let Some(digest) = &claim.link_digest {
-            let used: Option<i64> =
-                sqlx::query_scalar("SELECT used_at FROM used_links WHERE token_digest = ?")
-                    .bind(digest)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(at) = used {
-                tx.commit().await?;
-                return Ok(PushGrant::LinkUsed(at));
+            let earlier: Option<(i64, i64, bool)> = sqlx::query_as(
+                "SELECT u.attempt_id, u.used_at, (a.txid IS NOT NULL) \
+                 FROM used_links u JOIN attempts a ON a.id = u.attempt_id \
+                 WHERE u.token_digest = ?",
+            )
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match earlier {
+                // The link's attempt reached Duo: the link is used up.
+                Some((_, at, true)) => {
+                    tx.commit().await?;
+                    return Ok(PushGrant::LinkUsed(at));
+                }
+                // Refused before any push a moment ago: a second click gets that answer.
+                Some((id, at, false)) if claim.now - at < LINK_DEBOUNCE_SECS => {
+                    tx.commit().await?;
+                    return Ok(PushGrant::Open(id));
+                }
+                _ => {}
             }
         }
         let history = push_history(&mut tx, a, claim).await?;
@@ -789,7 +801,8 @@ impl Storage for SqliteStorage {
         if let (None, Some(digest)) = (&reason, &claim.link_digest) {
             sqlx::query(
                 "INSERT INTO used_links (token_digest, case_id, attempt_id, used_at) \
-                 VALUES (?, ?, ?, ?)",
+                 VALUES (?, ?, ?, ?) ON CONFLICT (token_digest) \
+                 DO UPDATE SET attempt_id = excluded.attempt_id, used_at = excluded.used_at",
             )
             .bind(digest)
             .bind(a.case_id)
@@ -806,12 +819,13 @@ impl Storage for SqliteStorage {
     }
 
     async fn link_used(&self, token_digest: &str) -> Result<Option<i64>, StorageError> {
-        Ok(
-            sqlx::query_scalar("SELECT used_at FROM used_links WHERE token_digest = ?")
-                .bind(token_digest)
-                .fetch_optional(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT u.used_at FROM used_links u JOIN attempts a ON a.id = u.attempt_id \
+             WHERE u.token_digest = ? AND a.txid IS NOT NULL",
         )
+        .bind(token_digest)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn last_approval(&self, case_id: i64) -> Result<Option<i64>, StorageError> {
@@ -829,6 +843,10 @@ impl Storage for SqliteStorage {
         Arc::new(self.sessions.clone())
     }
 }
+
+/// A click on a link within this many seconds of the attempt it started, which was refused
+/// before any push, gets that attempt rather than a new one.
+const LINK_DEBOUNCE_SECS: i64 = 10;
 
 /// A push is an attempt that reached Duo (it has a transaction id) or may still reach it.
 const IS_PUSH: &str = "(txid IS NOT NULL OR state = 'matching')";
