@@ -6,7 +6,7 @@ SITE := target/site
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 DEMO_DIR ?= data/demo
 
-.PHONY: demo test bench build site site-release tools e2e-deps browser clean fmt lint
+.PHONY: demo test bench build site site-release tools e2e-deps browser clean fmt lint fuzz
 
 # The simulators live in memory, so every demo starts from a fresh database.
 demo: build
@@ -70,6 +70,21 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Fuzzing: each target runs for FUZZ_SECONDS (libFuzzer, no sanitizer: the code is safe Rust,
+# the search is for panics, hangs and runaway memory). Stable Rust needs RUSTC_BOOTSTRAP for the
+# fuzzing instrumentation flags. Not part of `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := connectwise_callback duo_response verify_link
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 > fuzz/$$t.log 2>&1 \
+			|| { tail -40 fuzz/$$t.log; exit 1; }; \
+		echo "$$t: $$(grep -E '^Done' fuzz/$$t.log)"; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -41,6 +41,12 @@ pub async fn send_push(token: String) -> Result<AttemptRow, ServerFnError> {
     Ok(backend.send_push(&session, &token).await?)
 }
 
+#[server(prefix = "/api", endpoint = "fresh_link")]
+pub async fn fresh_link(token: String) -> Result<String, ServerFnError> {
+    let (backend, session) = crate::backend::request_context().await?;
+    Ok(backend.fresh_link(&session, &token).await?)
+}
+
 /// The text of a server function error, without the framework's prefix.
 pub fn error_text(e: &ServerFnError) -> String {
     match e {

@@ -63,6 +63,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn pod_status(&self, pod_token: &str) -> BackendResult<PodView>;
     /// Sends the Duo Push for the ticket behind a pod token.
     async fn pod_verify(&self, pod_token: &str) -> BackendResult<AttemptRow>;
+    /// For a genuine link that expired (or still works): the path of a new link to the same
+    /// ticket, `/verify/<token>`. A forged or altered link gets none.
+    async fn fresh_link(&self, session: &Session, token: &str) -> BackendResult<String>;
 }
 
 /// What the pod page learned from ConnectWise's handshake. Nothing here is trusted as is.

@@ -47,6 +47,16 @@ pub struct VerificationPage {
     /// Why this ticket cannot be verified, when it cannot.
     pub problem: Option<String>,
     pub attempts: Vec<AttemptRow>,
+    /// While an approval still counts: until when, e.g. `14:05 UTC`.
+    #[serde(default)]
+    pub verified_until: Option<String>,
+    /// The code the contact's push carries, for the caller to read back.
+    #[serde(default)]
+    pub caller_code: Option<String>,
+    /// When the link the page was opened with already sent a push: at what time. Such a link
+    /// sends no other; a fresh link does.
+    #[serde(default)]
+    pub link_used: Option<String>,
 }
 
 /// One push a technician asked for.
@@ -58,6 +68,10 @@ pub struct AttemptRow {
     pub duo_user: Option<String>,
     pub reason: Option<String>,
     pub created_at: String,
+    /// For a push the policy refused: when the next one is allowed (RFC 3339, UTC); `None`
+    /// when it never is on this ticket.
+    #[serde(default)]
+    pub next_push_at: Option<String>,
 }
 
 impl AttemptRow {

@@ -100,3 +100,49 @@ test('a technician who is not signed in never sends a push by opening a link', a
   await phone.goto(demo.urls['phone megan.bowen']);
   assert.doesNotMatch(await phone.content(), /button class="approve"/);
 });
+
+test('after a denied push the link is used up, a fresh link opens, and the cooldown is explained', async () => {
+  const cw = demo.urls['new ticket'].replace(/\/sim\/new-ticket$/, '');
+  const psa = await browser.newPage();
+  await psa.goto(`${cw}/sim/new-ticket`);
+  await psa.selectOption('select[name=company]', { label: 'Contoso' });
+  await psa.selectOption('select[name=contact]', { label: 'Megan Bowen' });
+  await psa.fill('input[name=summary]', 'VPN access for Megan');
+  await psa.click('button[type=submit]');
+  await reloadUntil(psa, '/verify/');
+  const link = await psa.getAttribute('a[href*="/verify/"]', 'href');
+
+  const tech = await browser.newPage();
+  await tech.goto(link);
+  await tech.waitForURL(/\/signin\?next=/);
+  await waitForHydration(tech);
+  await tech.fill('#username', DEMO_TECH.username);
+  await tech.fill('#password', DEMO_TECH.password);
+  await tech.click('button[type=submit]');
+  await tech.waitForURL(link);
+  await tech.waitForSelector('[data-testid=send-push]');
+  await waitForHydration(tech);
+  await tech.click('[data-testid=send-push]');
+  await tech.waitForSelector('[data-testid=status]:has-text("Waiting")');
+
+  const phone = await browser.newPage();
+  await phone.goto(demo.urls['phone megan.bowen']);
+  await phone.waitForSelector('button.deny', { timeout: 15000 });
+  await phone.click('button.deny');
+
+  // The link sent its push: the page offers a fresh link instead of the button.
+  await tech.waitForSelector('[data-testid=status]:has-text("Denied")', { timeout: 20000 });
+  await tech.waitForSelector('[data-testid=link-used]');
+  assert.equal(await tech.$('[data-testid=send-push]'), null);
+  await screenshot(tech, 'verify-link-used');
+  await tech.click('[data-testid=fresh-link]');
+  await tech.waitForURL((url) => url.pathname.startsWith('/verify/') && url.href !== link);
+  await tech.waitForSelector('[data-testid=send-push]');
+  await waitForHydration(tech);
+
+  // The contact denied a moment ago, so the policy refuses and says until when.
+  await tech.click('[data-testid=send-push]');
+  await tech.waitForSelector('[data-testid=status]:has-text("No push sent")');
+  assert.match(await tech.textContent('.lead'), /denied a Duo Push at .* The next push is allowed at \d\d:\d\d UTC/);
+  await screenshot(tech, 'verify-refused');
+});

@@ -100,7 +100,9 @@ impl Backend for AppBackend {
     ) -> BackendResult<VerificationPage> {
         self.require_user(session).await?;
         let case = self.flow.open_link(token).await.map_err(flow_error)?;
-        self.flow.page(&case).await.map_err(flow_error)
+        let mut page = self.flow.page(&case).await.map_err(flow_error)?;
+        page.link_used = self.flow.link_used_at(token).await.map_err(flow_error)?;
+        Ok(page)
     }
 
     async fn attempts(&self, session: &Session, token: &str) -> BackendResult<Vec<AttemptRow>> {
@@ -114,7 +116,7 @@ impl Backend for AppBackend {
         let case = self.flow.open_link(token).await.map_err(flow_error)?;
         let attempt = self
             .flow
-            .request_push(&case, Some(user.id), &user.display_name)
+            .request_push_via_link(&case, token, Some(user.id), &user.display_name)
             .await
             .map_err(flow_error)?;
         self.worker.nudge();
@@ -142,5 +144,10 @@ impl Backend for AppBackend {
         let attempt = self.pod.push(pod_token).await.map_err(pod_error)?;
         self.worker.nudge();
         Ok(attempt_row(attempt))
+    }
+
+    async fn fresh_link(&self, session: &Session, token: &str) -> BackendResult<String> {
+        self.require_user(session).await?;
+        self.flow.renew_link(token).await.map_err(flow_error)
     }
 }

@@ -95,8 +95,18 @@ async fn pushed(
 
 #[tokio::test]
 async fn a_denied_push_is_not_verified_and_the_note_offers_a_working_link_to_try_again() {
-    // Arrange
+    // Arrange: no cooldown after a deny, so the new link can be tried at once.
     let app = spawn_flow().await;
+    app.store
+        .save_policy_settings(
+            None,
+            &deskproof::policy::PolicySettings {
+                deny_cooldown_minutes: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("policy");
     let (ticket, token, _) = pushed(&app, app.world.contacts.alex, "alex.example", "VPN").await;
 
     // Act

@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{attempts, error_text, verification, SendPush};
+use crate::api::{attempts, error_text, fresh_link, verification, SendPush};
 use crate::model::{AttemptRow, VerificationPage};
 use crate::pages::layout::SignedIn;
 
@@ -22,16 +22,60 @@ fn Verification() -> impl IntoView {
                 page.get()
                     .map(|r| match r {
                         Ok(p) => view! { <TicketCard page=p token=token() /> }.into_any(),
-                        Err(e) => {
-                            view! {
-                                <h1>"Verification link"</h1>
-                                <p class="error" data-testid="link-error">{error_text(&e)}</p>
-                            }
-                                .into_any()
-                        }
+                        Err(e) => view! { <LinkProblem message=error_text(&e) token=token() /> }
+                            .into_any(),
                     })
             }}
         </Suspense>
+    }
+}
+
+/// A link that cannot be used. An expired one can be swapped for a fresh link to the same
+/// ticket; an altered one cannot.
+#[component]
+fn LinkProblem(message: String, token: String) -> impl IntoView {
+    let expired = message.contains("expired");
+    view! {
+        <h1>"Verification link"</h1>
+        <p class="error" data-testid="link-error">{message}</p>
+        <Show when=move || expired>
+            <p>"The link is genuine but old. You can open a fresh link to the same ticket."</p>
+            <FreshLink token=token.clone() />
+        </Show>
+    }
+}
+
+/// A button that swaps a genuine link for a fresh one to the same ticket and opens it.
+#[component]
+fn FreshLink(token: String) -> impl IntoView {
+    let renew = Action::new(move |token: &String| fresh_link(token.clone()));
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(path)) = renew.value().get() {
+            navigate(&path, Default::default());
+        }
+    });
+    let renew_error = move || {
+        renew
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| error_text(&e))
+    };
+    let token = StoredValue::new(token);
+    view! {
+        <button
+            class="primary"
+            data-testid="fresh-link"
+            on:click=move |_| {
+                renew.dispatch(token.get_value());
+            }
+        >
+            "Get a fresh link"
+        </button>
+        <Show when=move || renew_error().is_some()>
+            <p class="error" role="alert">{renew_error}</p>
+        </Show>
     }
 }
 
@@ -48,8 +92,13 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
 
     // After a push, and while one is open, refresh the history once a second.
     let poll_token = token.clone();
+    // A link sends one push; after that the page offers a fresh link instead.
+    let link_used = RwSignal::new(page.link_used.clone());
     Effect::new(move |_| {
         if let Some(Ok(attempt)) = send.value().get() {
+            if attempt.state != "refused" && link_used.get_untracked().is_none() {
+                link_used.set(Some("just now".to_owned()));
+            }
             history.update(|h| {
                 h.retain(|a| a.id != attempt.id);
                 h.insert(0, attempt);
@@ -78,7 +127,8 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
         });
     });
 
-    let can_push = page.problem.is_none();
+    let verified_until = page.verified_until.clone();
+    let can_push = page.problem.is_none() && verified_until.is_none();
     let form_token = StoredValue::new(token.clone());
     let busy = move || {
         send.pending().get() || history.with(|h| h.first().is_some_and(AttemptRow::is_open))
@@ -100,7 +150,33 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
                 .problem
                 .clone()
                 .map(|p| view! { <p class="notice" data-testid="problem">{p}</p> })}
-            <Show when=move || can_push>
+            {verified_until
+                .map(|until| {
+                    view! {
+                        <p class="status approved" data-testid="verified-until">
+                            "Verified until " {until}
+                        </p>
+                    }
+                })}
+            {page
+                .caller_code
+                .clone()
+                .map(|code| {
+                    view! {
+                        <p class="notice" data-testid="caller-code">
+                            "Ask the caller to read back the code in their push: " <strong>{code}</strong>
+                        </p>
+                    }
+                })}
+            <Show when=move || can_push && link_used.get().is_some() && !busy()>
+                <p class="notice" data-testid="link-used">
+                    "This link already sent a Duo Push ("
+                    {move || link_used.get().unwrap_or_default()}
+                    "). A fresh link sends another."
+                </p>
+                <FreshLink token=form_token.get_value() />
+            </Show>
+            <Show when=move || can_push && (link_used.get().is_none() || busy())>
                 <ActionForm action=send>
                     <input type="hidden" name="token" value=form_token.get_value() />
                     <button

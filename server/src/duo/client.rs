@@ -651,6 +651,16 @@ fn json_body(params: &Params) -> String {
     Value::Object(map).to_string()
 }
 
+/// Reads a Duo answer as the client does: the `{"stat": …}` envelope for `status`, then its
+/// `response` as `T`. Public so the parser can be exercised on arbitrary bytes.
+pub fn parse_response<T: DeserializeOwned>(
+    path: &str,
+    status: u16,
+    bytes: &[u8],
+) -> Result<T, DuoError> {
+    decode(path, parse_envelope(path, status, bytes)?.response)
+}
+
 fn parse_envelope(path: &str, status: u16, bytes: &[u8]) -> Result<Envelope, DuoError> {
     let decoded: Result<Envelope, _> = serde_json::from_slice(bytes);
     match decoded {

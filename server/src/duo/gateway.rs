@@ -73,12 +73,23 @@ impl DuoGateway for DuoAccount {
     }
 
     async fn push(&self, username: &str, text: &str) -> Result<String, RemoteError> {
+        self.push_with_details(username, text, &[]).await
+    }
+
+    async fn push_with_details(
+        &self,
+        username: &str,
+        text: &str,
+        details: &[(String, String)],
+    ) -> Result<String, RemoteError> {
+        let mut pushinfo = vec![("Request".to_owned(), text.to_owned())];
+        pushinfo.extend(details.iter().cloned());
         let request = PushRequest {
             username: username.to_owned(),
             device: None,
             type_text: Some(text.to_owned()),
             display_username: None,
-            pushinfo: vec![("Request".to_owned(), text.to_owned())],
+            pushinfo,
         };
         let txid = self.auth.auth_push_async(&request).await.map_err(remote)?;
         Ok(txid.0)

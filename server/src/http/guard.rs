@@ -1,54 +1,220 @@
-//! Request guards shared by every route: cross-site request refusal and security headers.
-use axum::body::Body;
+//! Request guards shared by every route: cross-site request refusal, body size and type limits,
+//! security headers, and status codes for refused server function calls.
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 
-/// Refuses state-changing requests that a browser marks as coming from another site.
-/// Webhooks are exempt: PSAs are not browsers and authenticate by signature or secret.
-pub async fn same_origin_only(request: Request<Body>, next: Next) -> Response {
+/// The largest webhook body accepted. PSA callbacks are a few kilobytes.
+pub const HOOK_BODY_LIMIT: usize = 64 * 1024;
+/// The largest body any other request may carry: forms and server function calls.
+pub const FORM_BODY_LIMIT: usize = 16 * 1024;
+
+/// What the guards need to know about the deployment.
+#[derive(Clone, Debug)]
+pub struct GuardSettings {
+    /// The origin browsers use to reach deskproof (`scheme://host[:port]`), from `public_url`.
+    pub public_origin: Option<String>,
+    /// Send `Strict-Transport-Security`: the public URL is https.
+    pub hsts: bool,
+}
+
+impl GuardSettings {
+    pub fn from_public_url(public_url: &str) -> GuardSettings {
+        let parsed = url::Url::parse(public_url).ok();
+        let public_origin = parsed
+            .as_ref()
+            .map(|u| u.origin())
+            .filter(url::Origin::is_tuple)
+            .map(|o| o.ascii_serialization());
+        GuardSettings {
+            public_origin,
+            hsts: parsed.is_some_and(|u| u.scheme() == "https"),
+        }
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "status": status.as_u16(), "message": message })),
+    )
+        .into_response()
+}
+
+fn is_hook(request: &Request<Body>) -> bool {
+    request.uri().path().starts_with("/hooks/")
+}
+
+/// Refuses state-changing requests that do not come from deskproof's own pages. A browser
+/// names the page's origin in `Origin` and tells in `Sec-Fetch-Site` whether it is another
+/// site; either one pointing elsewhere is refused. Webhooks are exempt: PSAs are not browsers
+/// and authenticate every delivery by signature or secret.
+pub async fn same_origin_only(
+    State(settings): State<GuardSettings>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
     let safe = matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if safe || request.uri().path().starts_with("/hooks/") {
+    if safe || is_hook(&request) {
         return next.run(request).await;
     }
     let headers = request.headers();
-    let cross_site = headers
+    // `same-site` is refused too: a sibling subdomain is not deskproof.
+    let foreign_fetch = headers
         .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site");
+        .map(|v| !matches!(v.to_str(), Ok("same-origin" | "none")))
+        .unwrap_or(false);
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let foreign_origin = match (
-        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
-        host,
-    ) {
-        (Some("null"), _) => true,
-        (Some(origin), Some(host)) => {
-            let authority = origin
-                .split_once("://")
-                .map(|(_, rest)| rest)
-                .unwrap_or(origin);
-            !authority.eq_ignore_ascii_case(host)
+    let foreign_origin = match headers.get(header::ORIGIN).map(|v| v.to_str()) {
+        None => false,
+        Some(Err(_)) | Some(Ok("null")) => true,
+        Some(Ok(origin)) => {
+            let own = settings
+                .public_origin
+                .as_deref()
+                .is_some_and(|o| o.eq_ignore_ascii_case(origin));
+            let authority = origin.split_once("://").map(|(_, rest)| rest);
+            let same_host = match (authority, host) {
+                (Some(a), Some(h)) => a.eq_ignore_ascii_case(h),
+                _ => false,
+            };
+            !(own || same_host)
         }
-        (Some(_), None) => true,
-        (None, _) => false,
     };
-    if cross_site || foreign_origin {
+    if foreign_fetch || foreign_origin {
         tracing::warn!(path = %request.uri().path(), "cross-site request refused");
-        return (
+        return refuse(
             StatusCode::FORBIDDEN,
             "Cross-site requests are not accepted.",
-        )
-            .into_response();
+        );
     }
     next.run(request).await
 }
 
-/// Headers every answer carries. Pages may not be framed (the ConnectWise pod will get its own
-/// rule), MIME types are not guessed, and links do not leak the verification token.
-pub async fn security_headers(request: Request<Body>, next: Next) -> Response {
+/// Caps request bodies (64 KiB for webhooks, 16 KiB for everything else) with a clear 413, and
+/// refuses bodies of a type the route cannot read with 415.
+pub async fn body_limits(request: Request<Body>, next: Next) -> Response {
+    let hook = is_hook(&request);
+    let limit = if hook {
+        HOOK_BODY_LIMIT
+    } else {
+        FORM_BODY_LIMIT
+    };
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "The request body is larger than the {} KiB allowed here.",
+                limit / 1024
+            ),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => return too_large(),
+    };
+    if !bytes.is_empty() && parts.method == Method::POST {
+        let kind = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let accepted: &[&str] = if hook {
+            &["application/json"]
+        } else if parts.uri.path().starts_with("/api/") {
+            &["application/x-www-form-urlencoded", "application/json"]
+        } else {
+            &[]
+        };
+        if !accepted.is_empty() && !accepted.contains(&kind.as_str()) {
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!(
+                    "Content type {:?} is not accepted here; send {}.",
+                    kind,
+                    accepted.join(" or ")
+                ),
+            );
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Server functions answer every error with 500. Errors that are the caller's (not signed in,
+/// not allowed, a bad link or bad input) get a 4xx instead, with the same body, which the
+/// browser side reads the same way.
+pub async fn server_fn_status(request: Request<Body>, next: Next) -> Response {
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("This server function does not accept {method}; it is called with POST."),
+        );
+    }
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong on the server.",
+        );
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let (kind, message) = text.split_once('|').unwrap_or(("", ""));
+    let status = match kind {
+        "Args" | "Deserialization" | "MissingArg" => StatusCode::BAD_REQUEST,
+        "ServerError" if message == app::backend::BackendError::Unauthenticated.to_string() => {
+            StatusCode::UNAUTHORIZED
+        }
+        "ServerError" if message == app::backend::BackendError::Forbidden.to_string() => {
+            StatusCode::FORBIDDEN
+        }
+        "ServerError"
+            if message == app::backend::BackendError::Internal.to_string()
+                || message.starts_with("server is missing") =>
+        {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        "ServerError" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    parts.status = status;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Headers every answer carries. Pages may not be framed unless their route set its own
+/// `Content-Security-Policy` (the ConnectWise pod does), MIME types are not guessed, links do
+/// not leak the verification token, and an https deployment asks browsers to stay on https.
+pub async fn security_headers(
+    State(settings): State<GuardSettings>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(
@@ -56,10 +222,33 @@ pub async fn security_headers(request: Request<Body>, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.entry("content-security-policy")
-        .or_insert(HeaderValue::from_static(
-            "frame-ancestors 'none'; object-src 'none'; base-uri 'self'",
-        ));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
+        );
+        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    }
+    if settings.hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_origin_and_hsts_follow_the_public_url() {
+        let s = GuardSettings::from_public_url("https://desk.example.net/");
+        assert_eq!(s.public_origin.as_deref(), Some("https://desk.example.net"));
+        assert!(s.hsts);
+        let s = GuardSettings::from_public_url("http://127.0.0.1:3000");
+        assert_eq!(s.public_origin.as_deref(), Some("http://127.0.0.1:3000"));
+        assert!(!s.hsts);
+    }
 }

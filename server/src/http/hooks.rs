@@ -63,6 +63,13 @@ pub async fn connectwise(
             );
         }
     };
+    // The message id is what makes a replayed delivery recognizable: none, no delivery.
+    if event.message_id.trim().is_empty() {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "the callback body is malformed: no MessageId",
+        );
+    }
     let Some(ticket_id) = event.ticket_id.filter(|_| event.is_ticket_added()) else {
         return answer(StatusCode::OK, "ignored: only new tickets are verified");
     };

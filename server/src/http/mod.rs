@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             state.config.session_minutes,
         )));
 
+    let guards = guard::GuardSettings::from_public_url(&state.flow.settings.public_url);
     Router::new()
         .route("/healthz", get(healthz))
         .route(
@@ -77,13 +78,20 @@ pub fn router(state: AppState) -> Router {
             admin::admin_pages_guard,
         ))
         .layer(sessions)
-        .layer(axum::middleware::from_fn(guard::same_origin_only))
-        .layer(axum::middleware::from_fn(guard::security_headers))
+        .layer(axum::middleware::from_fn(guard::server_fn_status))
+        .layer(axum::middleware::from_fn_with_state(
+            guards.clone(),
+            guard::same_origin_only,
+        ))
+        .layer(axum::middleware::from_fn(guard::body_limits))
+        .layer(axum::middleware::from_fn_with_state(
+            guards,
+            guard::security_headers,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.store.clone(),
             frame::pod_frame_ancestors,
         ))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use app::model::Role;
 
 use crate::policy::PolicySettings;
+use crate::verify::rules::{PushLimits, Refusal};
 
 mod sql;
 
@@ -254,6 +255,43 @@ pub trait Storage: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> Result<usize, StorageError>;
 
+    // Push policy: the race-free check-and-insert and what the verification page reads.
+
+    /// Decides one push request for a case, atomically with respect to every other call:
+    /// - when the case has an open attempt (`matching` or `pushed`), nothing is written and
+    ///   [`PushGrant::Open`] names it (an attempt `matching` for over ten minutes is first
+    ///   marked `failed`, as in [`Storage::create_attempt`]);
+    /// - otherwise the push history of the claim's contact (within its organization), of the
+    ///   case and of the technician (by `technician_id`, or by `technician_name` among
+    ///   attempts without one when it is `None`) is read and checked with
+    ///   [`crate::verify::rules::check`];
+    ///   when it passes, an attempt in `attempt.state` is inserted with the claim's
+    ///   organization, contact key and caller code ([`PushGrant::Created`]); when it fails, a
+    ///   finished `refused` attempt is inserted with the refusal's reason and `next_push_at`
+    ///   ([`PushGrant::Refused`]);
+    /// - when the claim names a link (`link_digest`) whose recorded attempt reached Duo, nothing
+    ///   is written and [`PushGrant::LinkUsed`] says when; when that attempt was refused before
+    ///   any push less than ten seconds ago, nothing is written and [`PushGrant::Open`] names it
+    ///   (a double click). Both are checked after the open attempt and before the limits. A
+    ///   created attempt is recorded as the link's attempt in the same transaction.
+    ///
+    /// A push is an attempt with a Duo transaction id or one still `matching`. Reading the
+    /// history and inserting must be serialized against concurrent claims, so that a burst of
+    /// requests can never exceed a limit: SQLite takes the write lock first (`BEGIN
+    /// IMMEDIATE`); a server database would lock, for example, the organization's row
+    /// (`SELECT … FOR UPDATE`) before reading.
+    async fn claim_push(
+        &self,
+        attempt: &NewAttempt,
+        claim: &PushClaim,
+    ) -> Result<PushGrant, StorageError>;
+    /// When (Unix seconds) the verification link with this digest started a push that reached
+    /// Duo, or `None` when it has not (see [`PushClaim::link_digest`]).
+    async fn link_used(&self, token_digest: &str) -> Result<Option<i64>, StorageError>;
+    /// When (Unix seconds) the case's newest `approved` attempt was answered (its
+    /// `finished_at`), or `None` when no attempt of the case was approved.
+    async fn last_approval(&self, case_id: i64) -> Result<Option<i64>, StorageError>;
+
     /// The session store for sign-in, kept in the same database.
     fn session_store(&self) -> Arc<dyn tower_sessions::SessionStore>;
 }
@@ -332,6 +370,37 @@ pub struct Attempt {
     pub reason: Option<String>,
     pub created_at: String,
     pub finished_at: Option<String>,
+    /// The code shown in the push that the caller reads back.
+    pub caller_code: Option<String>,
+    /// For a refusal by the push policy: when (Unix seconds) the next push is allowed.
+    pub next_push_at: Option<i64>,
+}
+
+/// Who a push is for and the limits in force, for [`Storage::claim_push`].
+#[derive(Clone, Debug)]
+pub struct PushClaim {
+    pub organization_id: i64,
+    /// See [`crate::verify::rules::contact_key`].
+    pub contact_key: String,
+    /// The code the caller reads back from the push.
+    pub caller_code: String,
+    pub limits: PushLimits,
+    /// Unix seconds.
+    pub now: i64,
+    /// The SHA-256 (hex) of the verification link the push was asked through, if any.
+    pub link_digest: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushGrant {
+    /// A new attempt, in state `matching`: go ahead and push.
+    Created(i64),
+    /// The case already has this attempt under way; nothing was written.
+    Open(i64),
+    /// A `refused` attempt was recorded with the refusal's reason.
+    Refused(i64, Refusal),
+    /// The link already started a push at this time (Unix seconds); nothing was written.
+    LinkUsed(i64),
 }
 
 /// A note to write on a ticket, queued together with the change that causes it.

@@ -18,8 +18,9 @@ use crate::policy::PolicySettings;
 use super::{
     Attempt, AuditEntry, AuditFilter, AuditRecord, CompanyMappingRow, DuoAccountRow, Job, Lane,
     NewAttempt, NewJob, NewNote, NewPsaConnection, NewUser, NoteRow, Organization,
-    PsaConnectionRow, Storage, StorageError, TicketCase, UserRecord,
+    PsaConnectionRow, PushClaim, PushGrant, Storage, StorageError, TicketCase, UserRecord,
 };
+use crate::verify::rules::{self, PushHistory};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -196,7 +197,7 @@ fn case_from_row(row: &AnyRow) -> Result<TicketCase, StorageError> {
 }
 
 const ATTEMPT_COLUMNS: &str = "id, ticket_ref, technician_id, technician_name, state, \
-    duo_user_id, duo_username, txid, reason, created_at, finished_at";
+    duo_user_id, duo_username, txid, reason, created_at, finished_at, caller_code, next_push_at";
 
 fn attempt_from_row(row: &AnyRow) -> Result<Attempt, StorageError> {
     Ok(Attempt {
@@ -211,6 +212,8 @@ fn attempt_from_row(row: &AnyRow) -> Result<Attempt, StorageError> {
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
         finished_at: row.try_get("finished_at")?,
+        caller_code: row.try_get("caller_code")?,
+        next_push_at: row.try_get("next_push_at")?,
     })
 }
 
@@ -1387,6 +1390,132 @@ impl Storage for SqlStorage {
         Ok(count)
     }
 
+    async fn claim_push(
+        &self,
+        a: &NewAttempt,
+        claim: &PushClaim,
+    ) -> Result<PushGrant, StorageError> {
+        // Reading the history and inserting must not interleave with another claim: SQLite
+        // writers already take turns in this process; PostgreSQL replicas take a lock held
+        // until this transaction ends.
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PUSH_CLAIM_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        sqlx::query(
+            "UPDATE attempts SET state = 'failed', \
+             reason = 'interrupted before a push was sent', finished_at = $1 \
+             WHERE ticket_ref = $2 AND state = 'matching' AND created_at < $3",
+        )
+        .bind(text_at(now))
+        .bind(a.case_id)
+        .bind(text_at(now - time::Duration::minutes(10)))
+        .execute(&mut *tx)
+        .await?;
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM attempts WHERE ticket_ref = $1 AND state IN ('matching', 'pushed') \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(a.case_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = open {
+            tx.commit().await?;
+            return Ok(PushGrant::Open(id));
+        }
+        if let Some(digest) = &claim.link_digest {
+            let earlier: Option<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT u.attempt_id, u.used_at, \
+                 CASE WHEN a.txid IS NOT NULL THEN 1 ELSE 0 END AS pushed \
+                 FROM used_links u JOIN attempts a ON a.id = u.attempt_id \
+                 WHERE u.token_digest = $1",
+            )
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match earlier {
+                // The link's attempt reached Duo: the link is used up.
+                Some((_, at, 1)) => {
+                    tx.commit().await?;
+                    return Ok(PushGrant::LinkUsed(at));
+                }
+                // Refused before any push a moment ago: a second click gets that answer.
+                Some((id, at, _)) if claim.now - at < LINK_DEBOUNCE_SECS => {
+                    tx.commit().await?;
+                    return Ok(PushGrant::Open(id));
+                }
+                _ => {}
+            }
+        }
+        let history = push_history(&mut tx, a, claim).await?;
+        let (state, reason) = match rules::check(&history, &claim.limits, claim.now) {
+            Ok(()) => (a.state.as_str(), None),
+            Err(refusal) => ("refused", Some(refusal)),
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO attempts (ticket_ref, technician_id, technician_name, state, reason, \
+             finished_at, organization_id, contact_key, caller_code, next_push_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(a.case_id)
+        .bind(a.technician_id)
+        .bind(&a.technician_name)
+        .bind(state)
+        .bind(reason.as_ref().map(|r| r.reason.clone()))
+        .bind(reason.is_some().then(|| text_at(now)))
+        .bind(claim.organization_id)
+        .bind(&claim.contact_key)
+        .bind(reason.is_none().then_some(&claim.caller_code))
+        .bind(reason.as_ref().and_then(|r| r.next_allowed_at))
+        .bind(text_at(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        if let (None, Some(digest)) = (&reason, &claim.link_digest) {
+            sqlx::query(
+                "INSERT INTO used_links (token_digest, case_id, attempt_id, used_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (token_digest) \
+                 DO UPDATE SET attempt_id = excluded.attempt_id, used_at = excluded.used_at",
+            )
+            .bind(digest)
+            .bind(a.case_id)
+            .bind(id)
+            .bind(claim.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(match reason {
+            None => PushGrant::Created(id),
+            Some(refusal) => PushGrant::Refused(id, refusal),
+        })
+    }
+
+    async fn link_used(&self, token_digest: &str) -> Result<Option<i64>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT u.used_at FROM used_links u JOIN attempts a ON a.id = u.attempt_id \
+             WHERE u.token_digest = $1 AND a.txid IS NOT NULL",
+        )
+        .bind(token_digest)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn last_approval(&self, case_id: i64) -> Result<Option<i64>, StorageError> {
+        let at: Option<String> = sqlx::query_scalar(
+            "SELECT COALESCE(finished_at, created_at) FROM attempts \
+             WHERE ticket_ref = $1 AND state = 'approved' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(case_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(at.as_deref().and_then(unix_seconds))
+    }
+
     fn session_store(&self) -> Arc<dyn tower_sessions::SessionStore> {
         match &self.sessions {
             Sessions::Sqlite(store) => Arc::new(GatedSessions {
@@ -1446,4 +1575,93 @@ impl tower_sessions::SessionStore for GatedSessions {
         let _writer = self.turn().await;
         self.inner.delete(id).await
     }
+}
+
+/// A click on a link within this many seconds of the attempt it started, which was refused
+/// before any push, gets that attempt rather than a new one.
+const LINK_DEBOUNCE_SECS: i64 = 10;
+
+/// The PostgreSQL advisory lock that serializes push claims across replicas.
+const PUSH_CLAIM_LOCK: i64 = 0x6465_736b_7075_7368;
+
+/// A push is an attempt that reached Duo (it has a transaction id) or may still reach it.
+const IS_PUSH: &str = "(txid IS NOT NULL OR state = 'matching')";
+
+/// Unix seconds of a stored timestamp (`YYYY-MM-DDTHH:MM:SSZ`).
+fn unix_seconds(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+fn text_of_unix(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .map(text_at)
+        .unwrap_or_default()
+}
+
+/// Reads what the push rules need, inside the caller's transaction. Timestamps are compared as
+/// text (they sort as they read) and turned into Unix seconds here.
+async fn push_history(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    a: &NewAttempt,
+    claim: &PushClaim,
+) -> Result<PushHistory, StorageError> {
+    let limits = &claim.limits;
+    let ticket_pushes: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM attempts WHERE ticket_ref = $1 AND {IS_PUSH}"
+    ))
+    .bind(a.case_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let contact_pushes: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT created_at FROM attempts WHERE organization_id = $1 AND contact_key = $2 \
+         AND {IS_PUSH} AND created_at > $3"
+    ))
+    .bind(claim.organization_id)
+    .bind(&claim.contact_key)
+    .bind(text_of_unix(claim.now - limits.contact_window_secs))
+    .fetch_all(&mut **tx)
+    .await?;
+    // A technician without a local account (e.g. a PSA member) is counted by name.
+    let technician_pushes: Vec<String> = match a.technician_id {
+        Some(id) => {
+            sqlx::query_scalar(&format!(
+                "SELECT created_at FROM attempts WHERE technician_id = $1 \
+                 AND {IS_PUSH} AND created_at > $2"
+            ))
+            .bind(id)
+            .bind(text_of_unix(claim.now - limits.technician_window_secs))
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query_scalar(&format!(
+                "SELECT created_at FROM attempts WHERE technician_id IS NULL \
+                 AND technician_name = $1 AND {IS_PUSH} AND created_at > $2"
+            ))
+            .bind(&a.technician_name)
+            .bind(text_of_unix(claim.now - limits.technician_window_secs))
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    };
+    let (last_deny, last_fraud): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT MAX(CASE WHEN state = 'denied' THEN COALESCE(finished_at, created_at) END), \
+         MAX(CASE WHEN state = 'fraud' THEN COALESCE(finished_at, created_at) END) \
+         FROM attempts WHERE organization_id = $1 AND contact_key = $2 \
+         AND state IN ('denied', 'fraud')",
+    )
+    .bind(claim.organization_id)
+    .bind(&claim.contact_key)
+    .fetch_one(&mut **tx)
+    .await?;
+    let seconds = |texts: Vec<String>| texts.iter().filter_map(|t| unix_seconds(t)).collect();
+    Ok(PushHistory {
+        ticket_pushes,
+        contact_pushes: seconds(contact_pushes),
+        technician_pushes: seconds(technician_pushes),
+        last_deny: last_deny.as_deref().and_then(unix_seconds),
+        last_fraud: last_fraud.as_deref().and_then(unix_seconds),
+    })
 }

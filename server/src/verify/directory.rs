@@ -244,6 +244,15 @@ impl DuoGateway for CachedGateway {
         self.inner.push(username, text).await
     }
 
+    async fn push_with_details(
+        &self,
+        username: &str,
+        text: &str,
+        details: &[(String, String)],
+    ) -> Result<String, RemoteError> {
+        self.inner.push_with_details(username, text, details).await
+    }
+
     async fn status(&self, txid: &str) -> Result<PushStatus, RemoteError> {
         self.inner.status(txid).await
     }

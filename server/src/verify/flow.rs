@@ -11,12 +11,14 @@ use app::model::{AttemptRow, VerificationPage};
 use crate::crypto::MasterKey;
 use crate::policy::Policy;
 use crate::storage::{
-    Attempt, AuditEntry, NewAttempt, NewJob, NewNote, StorageError, Store, TicketCase,
+    Attempt, AuditEntry, NewAttempt, NewJob, NewNote, PushClaim, PushGrant, StorageError, Store,
+    TicketCase,
 };
 use crate::verify::link::{self, LinkClaims, LinkError};
 use crate::verify::matching::{self, Candidate, ContactIdentity, MatchBy, MatchResult};
 use crate::verify::notes;
 use crate::verify::ports::{Clients, Preauth, PushStatus, RemoteError};
+use crate::verify::rules::{self, PushLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
@@ -26,6 +28,16 @@ pub enum FlowError {
     UnknownCase,
     #[error("This ticket cannot be verified: {0}")]
     NotReady(String),
+    #[error(
+        "No push was sent: this ticket's contact was verified at {at}, and that counts until \
+         {until}. A new push is allowed after that."
+    )]
+    AlreadyVerified { at: String, until: String },
+    #[error(
+        "This link was already used to send a Duo Push at {0}. A signed-in technician can get \
+         a fresh link to the ticket."
+    )]
+    LinkUsed(String),
     #[error(transparent)]
     Remote(#[from] RemoteError),
     #[error(transparent)]
@@ -147,6 +159,27 @@ impl Flow {
         Ok(case)
     }
 
+    /// For a genuine link, expired or not: the path of a new link to the same ticket. The
+    /// signature is checked as always; only the expiry is forgiven.
+    pub async fn renew_link(&self, token: &str) -> Result<String, FlowError> {
+        let claims = match link::verify(self.key.link_key(), token, now()) {
+            Ok(claims) | Err(LinkError::Expired(claims)) => claims,
+            Err(e) => return Err(e.into()),
+        };
+        let case = self
+            .store
+            .ticket_case(claims.case_id)
+            .await?
+            .ok_or(FlowError::UnknownCase)?;
+        if case.organization_id != Some(claims.organization_id) {
+            return Err(FlowError::Link(LinkError::Malformed));
+        }
+        let policy = self.policy(claims.organization_id).await?;
+        let url = self.link_for(case.id, claims.organization_id, &policy);
+        let token = url.rsplit('/').next().unwrap_or_default();
+        Ok(format!("/verify/{token}"))
+    }
+
     /// What the verification page shows for a case. Reads only: never sends a push.
     pub async fn page(&self, case: &TicketCase) -> Result<VerificationPage, FlowError> {
         let organization = match case.organization_id {
@@ -166,6 +199,21 @@ impl Flow {
                 Some(format!("This ticket cannot be verified: {problem}")),
             )
         };
+        let verified_until = match case.organization_id {
+            Some(org) => {
+                let policy = self.policy(org).await?;
+                let now = now();
+                self.verified(case.id, &policy, now)
+                    .await?
+                    .map(|(_, until)| rules::clock(until, now))
+            }
+            None => None,
+        };
+        let attempts = self.store.attempts_for_case(case.id).await?;
+        let caller_code = attempts
+            .first()
+            .filter(|a| a.state == "pushed")
+            .and_then(|a| a.caller_code.clone());
         Ok(VerificationPage {
             ticket_id: case.ticket_id.clone(),
             summary: case.summary.clone().unwrap_or_default(),
@@ -173,8 +221,25 @@ impl Flow {
             organization,
             matched,
             problem,
-            attempts: self.attempt_rows(case.id).await?,
+            attempts: attempts.into_iter().map(attempt_row).collect(),
+            verified_until,
+            caller_code,
+            link_used: None,
         })
+    }
+
+    /// When the case's newest approval was answered and until when it counts, while it does.
+    async fn verified(
+        &self,
+        case_id: i64,
+        policy: &Policy,
+        now: i64,
+    ) -> Result<Option<(i64, i64)>, FlowError> {
+        let Some(at) = self.store.last_approval(case_id).await? else {
+            return Ok(None);
+        };
+        let until = at + policy.verified_minutes * 60;
+        Ok((now < until).then_some((at, until)))
     }
 
     /// The pushes asked for on a case, newest first, as pages show them.
@@ -269,35 +334,104 @@ impl Flow {
         technician_id: Option<i64>,
         technician_name: &str,
     ) -> Result<Attempt, FlowError> {
+        self.push_for(case, None, technician_id, technician_name)
+            .await
+    }
+
+    /// [`Flow::request_push`] through a verification link, which one push uses up.
+    pub async fn request_push_via_link(
+        &self,
+        case: &TicketCase,
+        token: &str,
+        technician_id: Option<i64>,
+        technician_name: &str,
+    ) -> Result<Attempt, FlowError> {
+        self.push_for(
+            case,
+            Some(link_digest(token)),
+            technician_id,
+            technician_name,
+        )
+        .await
+    }
+
+    /// When (as the page shows it) this link already started a push.
+    pub async fn link_used_at(&self, token: &str) -> Result<Option<String>, FlowError> {
+        let now = now();
+        Ok(self
+            .store
+            .link_used(&link_digest(token))
+            .await?
+            .map(|at| rules::clock(at, now)))
+    }
+
+    #[tracing::instrument(skip(self, link_digest, technician_name), fields(ticket.id = %case.ticket_id))]
+    async fn push_for(
+        &self,
+        case: &TicketCase,
+        link_digest: Option<String>,
+        technician_id: Option<i64>,
+        technician_name: &str,
+    ) -> Result<Attempt, FlowError> {
         if case.state != "ready" {
             return Err(FlowError::NotReady(
                 case.problem.clone().unwrap_or_else(|| case.state.clone()),
             ));
         }
         let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
-        let created = self
+        let policy = self.policy(org).await?;
+        let now = now();
+        if let Some((at, until)) = self.verified(case.id, &policy, now).await? {
+            return Err(FlowError::AlreadyVerified {
+                at: rules::clock(at, now),
+                until: rules::clock(until, now),
+            });
+        }
+        let claim = PushClaim {
+            organization_id: org,
+            contact_key: rules::contact_key(&contact_of(case)),
+            caller_code: new_caller_code(),
+            limits: PushLimits::from_policy(&policy),
+            now,
+            link_digest,
+        };
+        let granted = self
             .store
-            .create_attempt(&NewAttempt {
-                case_id: case.id,
-                technician_id,
-                technician_name: technician_name.to_owned(),
-                state: "matching".into(),
-            })
-            .await;
-        let id = match created {
-            Ok(id) => id,
-            // One push at a time per ticket: a second click gets the attempt under way (the
-            // newest one; it may have finished in the meantime).
-            Err(StorageError::Conflict(_)) => {
-                return self
-                    .store
-                    .attempts_for_case(case.id)
-                    .await?
-                    .into_iter()
-                    .next()
-                    .ok_or(FlowError::UnknownCase);
+            .claim_push(
+                &NewAttempt {
+                    case_id: case.id,
+                    technician_id,
+                    technician_name: technician_name.to_owned(),
+                    state: "matching".into(),
+                },
+                &claim,
+            )
+            .await?;
+        let id = match granted {
+            PushGrant::Created(id) => id,
+            // One push at a time per ticket: a second click gets the attempt under way.
+            PushGrant::Open(id) => {
+                return self.store.attempt(id).await?.ok_or(FlowError::UnknownCase);
             }
-            Err(e) => return Err(e.into()),
+            PushGrant::LinkUsed(at) => return Err(FlowError::LinkUsed(rules::clock(at, now))),
+            // The policy said no: the refusal is recorded with its reason, and no note is
+            // written, so repeated clicks cannot flood the ticket.
+            PushGrant::Refused(id, refusal) => {
+                let attempt = self
+                    .store
+                    .attempt(id)
+                    .await?
+                    .ok_or(FlowError::UnknownCase)?;
+                self.audit(
+                    case,
+                    &attempt,
+                    "push refused by policy",
+                    Some(&refusal.reason),
+                )
+                .await?;
+                tracing::info!(attempt.id = id, rule = ?refusal.rule, "push refused by policy");
+                return Ok(attempt);
+            }
         };
         let mut attempt = self
             .store
@@ -379,8 +513,13 @@ impl Flow {
             }
         }
         let summary = case.summary.clone().unwrap_or_default();
+        let details = attempt
+            .caller_code
+            .iter()
+            .map(|code| (CALLER_CODE_LABEL.to_owned(), code.clone()))
+            .collect::<Vec<_>>();
         let txid = duo
-            .push(&fresh.username, &notes::push_text(&summary))
+            .push_with_details(&fresh.username, &notes::push_text(&summary), &details)
             .await
             .map_err(|e| format!("Duo did not accept the push ({e})."))?;
         attempt.state = "pushed".into();
@@ -447,11 +586,27 @@ impl Flow {
                 self.link_for(case.id, org, &policy)
             }
         };
+        let answered = now();
         let body = match state {
             "approved" => notes::approved(&user, &tech),
+            "denied" if policy.deny_cooldown_minutes > 0 => format!(
+                "{} {}",
+                notes::denied(&user, &tech, &new_link()),
+                notes::cooldown(&rules::clock(
+                    answered + policy.deny_cooldown_minutes * 60,
+                    answered
+                ))
+            ),
             "denied" => notes::denied(&user, &tech, &new_link()),
             "timed_out" => notes::timed_out(&user, &tech, &new_link()),
-            "fraud" => notes::fraud(&user, &tech),
+            "fraud" => format!(
+                "{} {}",
+                notes::fraud(&user, &tech),
+                notes::fraud_lock(&rules::clock(
+                    answered + policy.fraud_lock_hours * 3600,
+                    answered
+                ))
+            ),
             "bypass" => notes::not_verified(
                 &tech,
                 "Duo answered with bypass: the user is exempt from two-factor, so no push reached \
@@ -549,7 +704,31 @@ pub fn attempt_row(a: Attempt) -> AttemptRow {
         duo_user: a.duo_username.as_deref().map(matching::mask_username),
         reason: a.reason,
         created_at: a.created_at,
+        next_push_at: a.next_push_at.and_then(|at| {
+            time::OffsetDateTime::from_unix_timestamp(at)
+                .ok()?
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        }),
     }
+}
+
+/// How a used link is remembered: the SHA-256 of the token, in hex.
+fn link_digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The label of the caller code in the push's details.
+pub const CALLER_CODE_LABEL: &str = "Code to read back";
+
+/// A six-digit code for the caller to read back from the push.
+fn new_caller_code() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::thread_rng().gen_range(0..1_000_000))
 }
 
 fn created_age_secs(created_at: &str) -> i64 {

@@ -19,7 +19,7 @@ pub struct LinkClaims {
 pub enum LinkError {
     #[error("This link is not valid. It may have been changed or cut off.")]
     Malformed,
-    #[error("This link has expired.")]
+    #[error("This link has expired. A signed-in technician can get a fresh link to the ticket.")]
     Expired(LinkClaims),
 }
 
@@ -32,9 +32,12 @@ fn mac(key: &[u8; 32], payload: &str) -> HmacSha256 {
     mac
 }
 
+/// Signs the claims. Every link gets a random nonce as well, so two links to one ticket made
+/// in the same second still differ (a link is used up by the push it sends).
 pub fn sign(key: &[u8; 32], claims: LinkClaims) -> String {
+    let nonce: u32 = rand::random();
     let payload = format!(
-        "{}.{}.{}",
+        "{}.{}.{}.{nonce}",
         claims.case_id, claims.organization_id, claims.expires_at
     );
     let tag = mac(key, &payload).finalize().into_bytes();
@@ -52,12 +55,19 @@ pub fn verify(key: &[u8; 32], token: &str, now: i64) -> Result<LinkClaims, LinkE
     mac(key, &payload)
         .verify_slice(&tag)
         .map_err(|_| LinkError::Malformed)?;
+    // Links made before nonces were added have three parts; they verify the same way.
     let mut parts = payload.split('.').map(str::parse::<i64>);
-    let (Some(Ok(case_id)), Some(Ok(organization_id)), Some(Ok(expires_at)), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(Ok(case_id)), Some(Ok(organization_id)), Some(Ok(expires_at))) =
+        (parts.next(), parts.next(), parts.next())
     else {
         return Err(LinkError::Malformed);
     };
+    if !matches!(
+        (parts.next(), parts.next()),
+        (None, None) | (Some(Ok(_)), None)
+    ) {
+        return Err(LinkError::Malformed);
+    }
     let claims = LinkClaims {
         case_id,
         organization_id,
@@ -85,6 +95,11 @@ mod tests {
         let token = sign(&KEY, CLAIMS);
         assert_eq!(verify(&KEY, &token, 999), Ok(CLAIMS));
         assert_eq!(verify(&KEY, &token, 1_001), Err(LinkError::Expired(CLAIMS)));
+    }
+
+    #[test]
+    fn two_links_for_the_same_claims_differ() {
+        assert_ne!(sign(&KEY, CLAIMS), sign(&KEY, CLAIMS));
     }
 
     #[test]

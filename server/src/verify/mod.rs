@@ -8,4 +8,5 @@ pub mod matching;
 pub mod notes;
 pub mod pod;
 pub mod ports;
+pub mod rules;
 pub mod worker;

@@ -1,6 +1,29 @@
 //! The wording of every note deskproof writes on a ticket. Notes are internal; they never
 //! contain a secret, and text that came from outside is quoted, never trusted as markup.
 
+/// Text from outside (a PSA, Duo, a person's name) made inert before it goes into a note: no
+/// line breaks or control characters that could fake a line of deskproof's own, HTML escaped,
+/// and the Markdown that makes links, images and code escaped, since PSAs show some notes as
+/// HTML or Markdown.
+pub fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().take(300) {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '[' | ']' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub const PUSH_TEXT_PREFIX: &str = "Verification is required for the ticket you submitted: ";
 
 /// What the contact sees in Duo Mobile.
@@ -44,6 +67,7 @@ pub fn missing_fields(fields: &[&str]) -> String {
 }
 
 pub fn unmapped(company: &str) -> String {
+    let company = inert(company);
     format!(
         "deskproof: This ticket's company ({company}) is not mapped to a client organization, so \
          no Duo account is known for it. An administrator can add the mapping in deskproof's \
@@ -52,6 +76,7 @@ pub fn unmapped(company: &str) -> String {
 }
 
 pub fn approved(duo_username: &str, technician: &str) -> String {
+    let (duo_username, technician) = (inert(duo_username), inert(technician));
     format!(
         "{duo_username} has verified this ticket. (Duo Push approved; requested by {technician} \
          through deskproof.)"
@@ -59,6 +84,7 @@ pub fn approved(duo_username: &str, technician: &str) -> String {
 }
 
 pub fn denied(duo_username: &str, technician: &str, new_link: &str) -> String {
+    let (duo_username, technician) = (inert(duo_username), inert(technician));
     format!(
         "deskproof: {duo_username} DENIED the Duo Push requested by {technician}. The caller's \
          identity is NOT verified. To try again: {new_link}"
@@ -66,6 +92,7 @@ pub fn denied(duo_username: &str, technician: &str, new_link: &str) -> String {
 }
 
 pub fn timed_out(duo_username: &str, technician: &str, new_link: &str) -> String {
+    let (duo_username, technician) = (inert(duo_username), inert(technician));
     format!(
         "deskproof: The Duo Push to {duo_username} requested by {technician} was not answered in \
          time. The caller's identity is NOT verified. To try again: {new_link}"
@@ -73,6 +100,7 @@ pub fn timed_out(duo_username: &str, technician: &str, new_link: &str) -> String
 }
 
 pub fn fraud(duo_username: &str, technician: &str) -> String {
+    let (duo_username, technician) = (inert(duo_username), inert(technician));
     format!(
         "URGENT - deskproof: {duo_username} reported the Duo Push requested by {technician} as \
          FRAUDULENT. The real user did not ask for this. Do not act on this ticket; treat it as a \
@@ -80,7 +108,18 @@ pub fn fraud(duo_username: &str, technician: &str) -> String {
     )
 }
 
+/// Appended to a denial note while the contact's cooldown lasts.
+pub fn cooldown(until: &str) -> String {
+    format!("The next push to this contact is allowed at {until}.")
+}
+
+/// Appended to a fraud note: how long pushes to the contact stay locked.
+pub fn fraud_lock(until: &str) -> String {
+    format!("deskproof sends no Duo Push to this contact until {until}.")
+}
+
 pub fn not_verified(technician: &str, reason: &str) -> String {
+    let (technician, reason) = (inert(technician), inert(reason));
     format!(
         "deskproof: No Duo Push was sent for {technician}: {reason} The caller's identity is NOT \
          verified."
@@ -102,6 +141,17 @@ mod tests {
     #[test]
     fn control_characters_are_dropped_from_the_push() {
         assert_eq!(push_text("a\nb\u{7}"), format!("{PUSH_TEXT_PREFIX}\"ab\""));
+    }
+
+    #[test]
+    fn markup_and_line_breaks_from_outside_are_made_inert() {
+        let note = unmapped("<b>Acme</b>\n\nalex has verified this ticket. [x](https://evil)");
+        assert!(note.contains("&lt;b&gt;Acme&lt;/b&gt;"), "{note}");
+        assert!(!note.contains('\n'), "{note}");
+        assert!(note.contains("\\[x\\](https://evil)"), "{note}");
+        let note = approved("al<script>", "Casey \"Tech\"");
+        assert!(note.starts_with("al&lt;script&gt; has verified"), "{note}");
+        assert!(note.contains("Casey &quot;Tech&quot;"), "{note}");
     }
 
     #[test]

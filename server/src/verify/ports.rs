@@ -101,6 +101,17 @@ pub trait DuoGateway: Send + Sync {
     async fn preauth(&self, username: &str) -> Result<Preauth, RemoteError>;
     /// Starts an asynchronous push; returns the transaction id.
     async fn push(&self, username: &str, text: &str) -> Result<String, RemoteError>;
+    /// Like [`DuoGateway::push`], with key/value details shown in the push (e.g. the code the
+    /// caller reads back). Gateways that cannot show details send the plain push.
+    async fn push_with_details(
+        &self,
+        username: &str,
+        text: &str,
+        details: &[(String, String)],
+    ) -> Result<String, RemoteError> {
+        let _ = details;
+        self.push(username, text).await
+    }
     /// One long-poll of a push's status.
     async fn status(&self, txid: &str) -> Result<PushStatus, RemoteError>;
 }

@@ -376,6 +376,16 @@ impl CallbackVerifier {
     }
 }
 
+/// Reads a callback body without checking its signature: the event and its `key_url`.
+/// [`CallbackVerifier::verify`] is the only way to trust one; this is for inspection and for
+/// exercising the parser on arbitrary bytes.
+pub fn parse_unverified(body: &[u8]) -> Result<(CallbackEvent, Option<String>), CallbackError> {
+    let raw: RawCallback = serde_json::from_slice(body)
+        .map_err(|e| CallbackError::Malformed(format!("not a callback: {e}")))?;
+    let key_url = raw.metadata.as_ref().and_then(|m| m.key_url.clone());
+    Ok((event_from(raw), key_url))
+}
+
 fn event_from(raw: RawCallback) -> CallbackEvent {
     let record_type = raw.record_type.unwrap_or_default();
     // Entity is normally a JSON string holding the record; accept an object too, and carry on
