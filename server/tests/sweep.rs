@@ -17,7 +17,7 @@ async fn wait_for_sweeps_after(app: &FlowApp, after: i64) {
     loop {
         let behind = app
             .count_for(
-                "SELECT 4 - COUNT(*) FROM psa_sweeps WHERE swept_until > ? AND connection_id <= 4",
+                "SELECT 4 - COUNT(*) FROM psa_sweeps WHERE swept_until > $1 AND connection_id <= 4",
                 after,
             )
             .await;
@@ -36,7 +36,7 @@ fn links(texts: &[String]) -> usize {
 
 async fn sweep_key_stored(app: &FlowApp, connection_id: i64, ticket: TicketId) -> bool {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM inbound_events WHERE connection_id = ? AND delivery_key = ?",
+        "SELECT COUNT(*) FROM inbound_events WHERE connection_id = $1 AND delivery_key = $2",
     )
     .bind(connection_id)
     .bind(format!("sweep:{ticket}"))
@@ -189,7 +189,7 @@ async fn a_connection_whose_credentials_are_refused_is_not_swept_again_at_once()
     assert_eq!(at.sim.refused_calls(), 1);
     let wrong_watermark = app
         .count_for(
-            "SELECT COUNT(*) FROM psa_sweeps WHERE connection_id = ?",
+            "SELECT COUNT(*) FROM psa_sweeps WHERE connection_id = $1",
             wrong,
         )
         .await;

@@ -338,18 +338,18 @@ impl FlowApp {
     pub async fn stored_for(&self, connection_id: i64) -> (i64, i64, i64) {
         (
             self.count_for(
-                "SELECT COUNT(*) FROM inbound_events WHERE connection_id = ?",
+                "SELECT COUNT(*) FROM inbound_events WHERE connection_id = $1",
                 connection_id,
             )
             .await,
             self.count_for(
-                "SELECT COUNT(*) FROM tickets WHERE connection_id = ?",
+                "SELECT COUNT(*) FROM tickets WHERE connection_id = $1",
                 connection_id,
             )
             .await,
             self.count_for(
                 "SELECT COUNT(*) FROM notes n JOIN tickets t ON t.id = n.ticket_ref \
-                 WHERE t.connection_id = ?",
+                 WHERE t.connection_id = $1",
                 connection_id,
             )
             .await,
