@@ -19,7 +19,7 @@ PG_TESTS := --test storage --test flow --test directory --test replicas --test p
 
 test: build e2e-deps
 	$(CARGO) test --workspace
-	.ci/with-postgres $(CARGO) test -p deskproof $(PG_TESTS)
+	.ci/with-postgres $(CARGO) test --workspace $(PG_TESTS)
 	cd end2end && DESKPROOF_BIN=../target/debug/deskproof DESKPROOF_SITE_ROOT=../$(SITE) node --test --test-concurrency=1 tests/
 
 # Speed, memory and size against the simulators, as one table (see the README). Release
@@ -73,9 +73,9 @@ lint:
 
 # Fuzzing: each target runs for FUZZ_SECONDS (libFuzzer, no sanitizer: the code is safe Rust,
 # the search is for panics, hangs and runaway memory). Stable Rust needs RUSTC_BOOTSTRAP for the
-# fuzzing instrumentation flags. Not part of `make test`.
+# fuzzing instrumentation flags.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := connectwise_callback duo_response verify_link
+FUZZ_TARGETS := connectwise_callback duo_response verify_link psa_webhooks
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \

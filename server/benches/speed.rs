@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use app::model::Role;
 use deskproof::crypto::MasterKey;
+use deskproof::policy::PolicySettings;
 use deskproof::duo::types::PushRequest;
 use deskproof::psa::connectwise::ConnectWiseClient;
 use deskproof::psa::{ContactId, TicketId};
@@ -156,6 +157,19 @@ async fn world(db_url: Option<String>, users: usize, contacts: usize) -> World {
     deskproof::auth::create_user(&store, TECH.0, "Bench Tech", Role::Technician, TECH.1)
         .await
         .expect("technician");
+    // One technician sends every push here: the per-technician limit is raised to its maximum.
+    store
+        .save_policy_settings(
+            None,
+            &PolicySettings {
+                pushes_per_technician: Some(10_000),
+                technician_window_minutes: Some(1),
+                push_timeout_secs: Some(600),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("policy");
     for n in 0..users {
         let username = format!("user{n:05}");
         world.duo.add_user(

@@ -257,7 +257,8 @@ impl FreshdeskClient {
 }
 
 /// The automation rule's body: `{"ticket_id": "{{ticket.id}}", …}`; values arrive as strings.
-fn ticket_of(body: &[u8]) -> Result<TicketId, WebhookError> {
+/// The ticket id a webhook body names; the ticket itself is then read through the API.
+pub fn ticket_of(body: &[u8]) -> Result<TicketId, WebhookError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Malformed(format!("the webhook body is not JSON: {e}")))?;
     value

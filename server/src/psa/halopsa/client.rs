@@ -386,7 +386,8 @@ impl HaloClient {
 }
 
 /// The ticket id of a Halo webhook body: `ticket.id`, else `ticket_id` or `id` at the top.
-fn ticket_of(body: &[u8]) -> Result<TicketId, WebhookError> {
+/// The ticket id a webhook body names; the ticket itself is then read through the API.
+pub fn ticket_of(body: &[u8]) -> Result<TicketId, WebhookError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Malformed(format!("the webhook body is not JSON: {e}")))?;
     value
