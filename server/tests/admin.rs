@@ -1191,6 +1191,18 @@ async fn autotask_freshdesk_and_halopsa_connections_are_saved_and_tested_against
             assert!(!view.to_string().contains(value.as_str()), "{secret} leaks");
         }
 
+        // The connection page shows the webhook URL to configure in the PSA.
+        let page = admin
+            .get(format!("{url}/settings/connections"))
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html");
+        assert!(page.contains(&hook), "{}: the page names {hook}", psa.kind);
+        assert!(page.contains("Webhook URL to configure in"), "{page}");
+
         // Test connection reads the PSA with the stored credentials.
         let id = id.to_string();
         let reply = ok(&admin, url, "test_connection", &[("id", &id)]).await;
