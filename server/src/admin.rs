@@ -485,10 +485,13 @@ impl AdminBackend for AdminService {
             reply
                 .errors
                 .insert("company_id".into(), "Enter the PSA's company id.".into());
-        } else if connection.kind == "connectwise" && !company.chars().all(|c| c.is_ascii_digit()) {
+        } else if !company.chars().all(|c| c.is_ascii_digit()) {
+            // Every supported PSA names companies by a numeric record id.
+            let product =
+                PsaKind::parse(&connection.kind).map_or(connection.kind.as_str(), |k| k.product());
             reply.errors.insert(
                 "company_id".into(),
-                "A ConnectWise company id is a number (the company's record id).".into(),
+                format!("A {product} company id is a number (the company's record id)."),
             );
         } else if company.len() > 64 {
             reply

@@ -1205,6 +1205,25 @@ async fn autotask_freshdesk_and_halopsa_connections_are_saved_and_tested_against
 
         // Test connection reads the PSA with the stored credentials.
         let id = id.to_string();
+        let org = app.world.organization_id.to_string();
+        let reply = ok(
+            &admin,
+            url,
+            "save_mapping",
+            &[
+                ("connection_id", &id),
+                ("company_id", "contoso"),
+                ("organization_id", &org),
+            ],
+        )
+        .await;
+        assert_eq!(
+            reply["errors"]["company_id"],
+            format!(
+                "A {} company id is a number (the company's record id).",
+                psa.product
+            )
+        );
         let reply = ok(&admin, url, "test_connection", &[("id", &id)]).await;
         assert_eq!(reply["ok"], true, "{reply}");
         assert_eq!(
