@@ -73,14 +73,162 @@ const CONNECTWISE_FIELDS: &[FieldSpec] = &[
     },
 ];
 
+const AUTOTASK_FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "username",
+        label: "API user name",
+        secret: false,
+        required: true,
+        help: "The e-mail address of an API-only user (Admin > Resources/Users).",
+    },
+    FieldSpec {
+        name: "secret",
+        label: "API user secret",
+        secret: true,
+        required: true,
+        help: "The secret of that API user.",
+    },
+    FieldSpec {
+        name: "integration_code",
+        label: "Tracking identifier",
+        secret: false,
+        required: true,
+        help: "The API tracking identifier (integration code) of the API user.",
+    },
+    FieldSpec {
+        name: "webhook_secret",
+        label: "Webhook secret key",
+        secret: true,
+        required: true,
+        help: "The SecretKey of the ticket webhook; deskproof checks its signature with it.",
+    },
+    FieldSpec {
+        name: "zone_lookup_url",
+        label: "Zone lookup URL",
+        secret: false,
+        required: false,
+        help: "Optional: leave blank for Autotask's public zoneInformation endpoint.",
+    },
+    FieldSpec {
+        name: "note_type",
+        label: "Note type",
+        secret: false,
+        required: false,
+        help: "Optional: the noteType picklist value of written notes (default 1).",
+    },
+];
+
+const FRESHDESK_FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "base_url",
+        label: "Helpdesk URL",
+        secret: false,
+        required: true,
+        help: "e.g. https://contoso.freshdesk.com",
+    },
+    FieldSpec {
+        name: "api_key",
+        label: "API key",
+        secret: true,
+        required: true,
+        help: "An agent's API key (Profile settings > View API key).",
+    },
+    FieldSpec {
+        name: "webhook_secret",
+        label: "Webhook secret",
+        secret: true,
+        required: true,
+        help: "The value the automation rule's webhook sends in its header.",
+    },
+    FieldSpec {
+        name: "webhook_header",
+        label: "Webhook header",
+        secret: false,
+        required: false,
+        help: "Optional: the header carrying the secret (default X-Webhook-Token).",
+    },
+];
+
+const HALOPSA_FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "auth_url",
+        label: "Authorisation server URL",
+        secret: false,
+        required: true,
+        help: "e.g. https://contoso.halopsa.com/auth",
+    },
+    FieldSpec {
+        name: "api_url",
+        label: "Resource server URL",
+        secret: false,
+        required: true,
+        help: "e.g. https://contoso.halopsa.com/api",
+    },
+    FieldSpec {
+        name: "tenant",
+        label: "Tenant",
+        secret: false,
+        required: false,
+        help: "Optional: hosted tenants only.",
+    },
+    FieldSpec {
+        name: "client_id",
+        label: "Client id",
+        secret: false,
+        required: true,
+        help: "Of the API application (Client ID and Secret (Services) authentication).",
+    },
+    FieldSpec {
+        name: "client_secret",
+        label: "Client secret",
+        secret: true,
+        required: true,
+        help: "Of the same API application.",
+    },
+    FieldSpec {
+        name: "webhook_username",
+        label: "Webhook user name",
+        secret: false,
+        required: false,
+        help: "Optional: set when the webhook uses Basic authentication; blank means Bearer.",
+    },
+    FieldSpec {
+        name: "webhook_secret",
+        label: "Webhook secret",
+        secret: true,
+        required: true,
+        help: "The webhook's password (Basic) or token (Bearer).",
+    },
+];
+
 /// Every PSA kind the connection page offers. A new kind adds one entry here and one arm
 /// where the server builds its client.
-pub const PSA_KINDS: &[PsaKindSpec] = &[PsaKindSpec {
-    kind: "connectwise",
-    label: "ConnectWise PSA",
-    fields: CONNECTWISE_FIELDS,
-    one_click_connect: true,
-}];
+pub const PSA_KINDS: &[PsaKindSpec] = &[
+    PsaKindSpec {
+        kind: "connectwise",
+        label: "ConnectWise PSA",
+        fields: CONNECTWISE_FIELDS,
+        one_click_connect: true,
+    },
+    PsaKindSpec {
+        kind: "autotask",
+        label: "Datto Autotask",
+        fields: AUTOTASK_FIELDS,
+        one_click_connect: false,
+    },
+    PsaKindSpec {
+        kind: "freshdesk",
+        label: "Freshdesk",
+        fields: FRESHDESK_FIELDS,
+        one_click_connect: false,
+    },
+    PsaKindSpec {
+        kind: "halopsa",
+        label: "HaloPSA",
+        fields: HALOPSA_FIELDS,
+        one_click_connect: false,
+    },
+];
 
 pub fn psa_kind(kind: &str) -> Option<&'static PsaKindSpec> {
     PSA_KINDS.iter().find(|k| k.kind == kind)
@@ -168,7 +316,7 @@ pub struct ConnectionView {
     pub settings: BTreeMap<String, String>,
     /// Secret fields: whether each is set.
     pub secrets_set: BTreeMap<String, bool>,
-    /// Where the PSA should deliver ticket callbacks.
+    /// Where the PSA should deliver ticket callbacks (ConnectWise) or webhooks (other kinds).
     pub callback_url: String,
 }
 

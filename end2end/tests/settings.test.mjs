@@ -108,6 +108,17 @@ test('an admin sets up an organization that a verification then uses, all audite
   await admin.waitForSelector('[data-testid=connection-test-result]:has-text("Connected")');
   await screenshot(admin, 'settings-connections');
 
+  // The demo's Autotask tenant: its webhook URL, its fields and a working Test connection.
+  const autotask = admin.locator('section.card', { has: admin.locator('h2:has-text("Datto Autotask")') });
+  assert.match(await autotask.locator('[data-testid=hook-url]').textContent(), /\/hooks\/autotask\/\d+$/);
+  assert.equal(await autotask.locator('input[name="fields[secret]"]').inputValue(), '', 'a stored secret is never shown');
+  assert.equal(await autotask.locator('[data-testid=connect-psa]').count(), 0, 'one-click connect is ConnectWise only');
+  await Promise.all([
+    admin.waitForResponse((r) => r.url().includes('/api/admin/test_connection')),
+    autotask.locator('[data-testid=test-connection]').click(),
+  ]);
+  await autotask.locator('[data-testid=connection-test-result]:has-text("Connected: Autotask accepted the credentials.")').waitFor();
+
   // One-click connect: the ticket callback and, with a screen id, the pod.
   await admin.fill('#conn1-pod_screen_id', '25');
   await clickAndWait(admin, '[data-testid=conn1-form] [data-testid=save-connection]', 'save_connection');

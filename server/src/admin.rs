@@ -18,11 +18,16 @@ use crate::duo::{DuoClient, RetryPolicy};
 use crate::policy::{Policy, PolicySettings};
 use crate::psa::connectwise::model::HostedSetup;
 use crate::psa::connectwise::ConnectWiseClient;
-use crate::psa::source::{connectwise_config, PsaHttp};
+use crate::psa::halopsa::client::TokenCache;
+use crate::psa::source::{check_connection, connect, connectwise_config, PsaHttp, Purpose};
+use crate::psa::PsaKind;
 use crate::storage::{
     AuditEntry, AuditFilter, AuditRecord, DuoAccountRow, NewPsaConnection, NewUser, StorageError,
     Store, UserRecord,
 };
+
+/// Connection fields stored as JSON numbers.
+const NUMBER_FIELDS: &[&str] = &["note_type"];
 
 /// The most rows the audit page and the CSV export return.
 pub const AUDIT_LIMIT: i64 = 5000;
@@ -123,6 +128,18 @@ impl AdminService {
         )
     }
 
+    /// Where the PSA of a connection of this kind delivers its ticket events: the ConnectWise
+    /// callback, or `<public_url>/hooks/<kind>/<connection id>` for the other kinds.
+    pub fn hook_url(&self, kind: &str, connection_id: i64) -> String {
+        if kind == PsaKind::ConnectWise.as_str() {
+            return self.callback_url(connection_id);
+        }
+        format!(
+            "{}/hooks/{kind}/{connection_id}",
+            self.public_url.trim_end_matches('/')
+        )
+    }
+
     pub fn pod_url(&self, connection_id: i64) -> String {
         format!(
             "{}/pod/connectwise/{connection_id}?id=[cw_id]&screen=[cw_screen]",
@@ -151,9 +168,10 @@ impl AdminService {
             .map_err(internal)?
             .ok_or_else(|| invalid("Unknown PSA connection."))?;
         if row.kind != "connectwise" {
+            let product = PsaKind::parse(&row.kind).map_or(row.kind.as_str(), |k| k.product());
             return Err(invalid(format!(
-                "This is not available for {} connections yet.",
-                row.kind
+                "One-click connect is for ConnectWise only: configure the webhook in {product} \
+                 with the webhook URL shown on this page.",
             )));
         }
         let secrets = self.key.open(&row.secrets_sealed).map_err(internal)?;
@@ -161,6 +179,49 @@ impl AdminService {
             .map_err(|e| invalid(format!("The stored settings cannot be used: {e}")))?;
         ConnectWiseClient::with_http(config, self.psa_http.connectwise.clone())
             .map_err(|e| invalid(format!("The stored settings cannot be used: {e}")))
+    }
+
+    /// Test connection for Autotask, Freshdesk and HaloPSA: builds the client from the stored
+    /// connection and lists the tickets created in the last minute, one cheap authenticated
+    /// read. A fresh token cache makes sure the stored secret itself is tried.
+    async fn test_other_connection(
+        &self,
+        kind: PsaKind,
+        row: &crate::storage::PsaConnectionRow,
+    ) -> BackendResult<TestReply> {
+        let secrets = self.key.open(&row.secrets_sealed).map_err(internal)?;
+        let http = PsaHttp {
+            halo_tokens: TokenCache::default(),
+            ..self.psa_http.clone()
+        };
+        let client = connect(
+            &row.kind,
+            &row.settings,
+            secrets.expose(),
+            &http,
+            Purpose::Api,
+        )
+        .map_err(|e| invalid(format!("The stored settings cannot be used: {e}")))?;
+        let since = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+        Ok(match client.tickets_created_since(since).await {
+            Ok(tickets) => TestReply {
+                ok: true,
+                message: format!("Connected: {} accepted the credentials.", kind.product()),
+                lines: vec![
+                    format!("{} ticket(s) created in the last minute", tickets.len()),
+                    format!(
+                        "Webhook URL to configure in {}: {}",
+                        kind.product(),
+                        self.hook_url(kind.as_str(), row.id)
+                    ),
+                ],
+            },
+            Err(e) => TestReply {
+                ok: false,
+                message: format!("{} refused: {e}", kind.product()),
+                lines: Vec::new(),
+            },
+        })
     }
 
     /// Audit entries for the page and the CSV export.
@@ -286,6 +347,8 @@ impl AdminBackend for AdminService {
                 for (k, v) in map {
                     if let Some(s) = v.as_str() {
                         settings.insert(k.clone(), s.to_owned());
+                    } else if let Some(n) = v.as_i64() {
+                        settings.insert(k.clone(), n.to_string());
                     }
                 }
             }
@@ -307,7 +370,7 @@ impl AdminBackend for AdminService {
                 .collect();
             connections.push(ConnectionView {
                 id: row.id,
-                callback_url: self.callback_url(row.id),
+                callback_url: self.hook_url(&row.kind, row.id),
                 kind: row.kind,
                 name: row.name,
                 settings,
@@ -422,10 +485,13 @@ impl AdminBackend for AdminService {
             reply
                 .errors
                 .insert("company_id".into(), "Enter the PSA's company id.".into());
-        } else if connection.kind == "connectwise" && !company.chars().all(|c| c.is_ascii_digit()) {
+        } else if !company.chars().all(|c| c.is_ascii_digit()) {
+            // Every supported PSA names companies by a numeric record id.
+            let product =
+                PsaKind::parse(&connection.kind).map_or(connection.kind.as_str(), |k| k.product());
             reply.errors.insert(
                 "company_id".into(),
-                "A ConnectWise company id is a number (the company's record id).".into(),
+                format!("A {product} company id is a number (the company's record id)."),
             );
         } else if company.len() > 64 {
             reply
@@ -532,9 +598,10 @@ impl AdminBackend for AdminService {
                 let ok = url::Url::parse(value)
                     .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
                 if !ok {
+                    let example = f.help.strip_prefix("e.g. ").unwrap_or("https://…");
                     reply.errors.insert(
                         f.name.into(),
-                        "Enter a full http(s) URL, e.g. https://api-na.myconnectwise.net/…".into(),
+                        format!("Enter a full http(s) URL, e.g. {example}"),
                     );
                     continue;
                 }
@@ -545,6 +612,19 @@ impl AdminBackend for AdminService {
                         .insert(f.name.into(), "Enter a positive number.".into());
                     continue;
                 }
+            } else if NUMBER_FIELDS.contains(&f.name) {
+                // Stored as a JSON number, as the client configuration reads it.
+                match value.parse::<i64>() {
+                    Ok(n) if n > 0 => {
+                        settings.insert(f.name.to_owned(), n.into());
+                    }
+                    _ => {
+                        reply
+                            .errors
+                            .insert(f.name.into(), "Enter a positive number.".into());
+                    }
+                }
+                continue;
             } else if !is_key_text(value) {
                 reply.errors.insert(
                     f.name.into(),
@@ -559,10 +639,18 @@ impl AdminBackend for AdminService {
         }
         let settings = serde_json::Value::Object(settings);
         let secrets_json = serde_json::to_string(&secrets).map_err(internal)?;
-        if spec.kind == "connectwise" {
-            if let Err(e) = connectwise_config(&settings, &secrets_json) {
-                return Ok(FormReply::field("base_url", e.to_string()));
-            }
+        let Some(psa) = PsaKind::parse(spec.kind) else {
+            return Ok(FormReply::field("kind", "Choose a PSA kind."));
+        };
+        // The same check as the setup file: the settings must make a client.
+        if let Err(e) = check_connection(psa, &settings, &secrets_json) {
+            let message = e.to_string();
+            let field = spec
+                .fields
+                .iter()
+                .find(|f| message.contains(f.name))
+                .map_or("name", |f| f.name);
+            return Ok(FormReply::field(field, message));
         }
         let detail = format!(
             "{} connection {name:?}; secrets replaced: {}",
@@ -586,10 +674,15 @@ impl AdminBackend for AdminService {
             secrets_sealed: self.key.seal(&secrets_json),
         };
         match self.store.save_psa_connection(id, &conn, &audit).await {
-            Ok(id) => Ok(FormReply::done(format!(
-                "Saved {name}. Callback URL: {}",
-                self.callback_url(id)
-            ))),
+            Ok(id) => Ok(FormReply::done(if psa == PsaKind::ConnectWise {
+                format!("Saved {name}. Callback URL: {}", self.callback_url(id))
+            } else {
+                format!(
+                    "Saved {name}. Webhook URL to configure in {}: {}",
+                    psa.product(),
+                    self.hook_url(spec.kind, id)
+                )
+            })),
             Err(StorageError::Conflict(_)) => Ok(FormReply::field(
                 "name",
                 "A connection with this name already exists.",
@@ -601,6 +694,17 @@ impl AdminBackend for AdminService {
 
     async fn test_connection(&self, session: &Session, id: i64) -> BackendResult<TestReply> {
         self.require_admin(session).await?;
+        let row = self
+            .store
+            .psa_connection(id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| invalid("Unknown PSA connection."))?;
+        let kind = PsaKind::parse(&row.kind)
+            .ok_or_else(|| invalid(format!("Unsupported PSA kind {:?}.", row.kind)))?;
+        if kind != PsaKind::ConnectWise {
+            return self.test_other_connection(kind, &row).await;
+        }
         let client = self.connectwise_client(id).await?;
         Ok(match client.list_callbacks().await {
             Ok(callbacks) => TestReply {

@@ -9,9 +9,8 @@ use serde::Deserialize;
 
 use crate::crypto::MasterKey;
 use crate::psa::source::{
-    autotask_config, freshdesk_config, halo_config, AutotaskSecrets, AutotaskSettings,
-    ConnectWiseSecrets, ConnectWiseSettings, FreshdeskSecrets, FreshdeskSettings, HaloSecrets,
-    HaloSettings,
+    check_connection, AutotaskSecrets, AutotaskSettings, ConnectWiseSecrets, ConnectWiseSettings,
+    FreshdeskSecrets, FreshdeskSettings, HaloSecrets, HaloSettings,
 };
 use crate::psa::PsaKind;
 use crate::storage::{DuoAccountRow, NewPsaConnection, Store};
@@ -248,22 +247,9 @@ impl SetupFile {
         }
         for c in self.other_connections()? {
             let what = format!("{} {:?}", c.kind, c.name);
-            let checked = match c.kind {
-                PsaKind::Autotask => autotask_config(&c.settings, &c.secrets).map(drop),
-                PsaKind::Freshdesk => freshdesk_config(&c.settings, &c.secrets).map(drop),
-                PsaKind::HaloPsa => halo_config(&c.settings, &c.secrets).map(drop),
-                PsaKind::ConnectWise => Ok(()),
-            };
-            checked.with_context(|| what.clone())?;
             // Every secret is required: an empty webhook secret would let anyone in.
-            let secrets: serde_json::Value = serde_json::from_str(&c.secrets)?;
-            let blank = secrets
-                .as_object()
-                .into_iter()
-                .flatten()
-                .find(|(_, v)| v.as_str().is_some_and(|s| s.trim().is_empty()));
-            if let Some((field, _)) = blank {
-                bail!("{what}: {field} is empty");
+            if let Err(e) = check_connection(c.kind, &c.settings, &c.secrets) {
+                bail!("{what}: {e}");
             }
             for m in c.companies {
                 if !names.contains(m.organization.as_str()) {

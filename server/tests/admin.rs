@@ -169,6 +169,12 @@ async fn saved_secrets_are_never_in_the_database_file_nor_sent_back() {
         "cw-private-key-9b1d3f5h7j",
         "new user password 8c6e4a",
         "reset password 5e7g9i1k3m",
+        "at-api-secret-4h6j8k0m2n",
+        "at-webhook-secret-3p5r7t9v",
+        "fd-api-key-1x3z5b7d9f",
+        "fd-webhook-secret-8g0i2k4m",
+        "halo-client-secret-6o8q0s2u",
+        "halo-webhook-secret-5w7y9a1c",
     ];
     ok(
         &admin,
@@ -213,6 +219,40 @@ async fn saved_secrets_are_never_in_the_database_file_nor_sent_back() {
     )
     .await;
     assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    for form in [
+        [
+            ("kind", "autotask"),
+            ("name", "Autotask tenant"),
+            ("fields[username]", "api@fabrikam.example"),
+            ("fields[secret]", secrets[5]),
+            ("fields[integration_code]", "INTEGRATIONCODE1"),
+            ("fields[webhook_secret]", secrets[6]),
+        ],
+        [
+            ("kind", "freshdesk"),
+            ("name", "Freshdesk tenant"),
+            ("fields[base_url]", "https://fabrikam.freshdesk.com"),
+            ("fields[api_key]", secrets[7]),
+            ("fields[webhook_secret]", secrets[8]),
+            ("fields[webhook_header]", "X-Webhook-Token"),
+        ],
+        [
+            ("kind", "halopsa"),
+            ("name", "HaloPSA tenant"),
+            ("fields[auth_url]", "https://fabrikam.halopsa.com/auth"),
+            ("fields[api_url]", "https://fabrikam.halopsa.com/api"),
+            ("fields[client_secret]", secrets[9]),
+            ("fields[webhook_secret]", secrets[10]),
+        ],
+    ] {
+        let mut form = form.to_vec();
+        form.push(("id", ""));
+        if form[0].1 == "halopsa" {
+            form.push(("fields[client_id]", "deskproof-app"));
+        }
+        let reply = ok(&admin, url, "save_connection", &form).await;
+        assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    }
     let reply = ok(
         &admin,
         url,
@@ -266,6 +306,22 @@ async fn saved_secrets_are_never_in_the_database_file_nor_sent_back() {
         .expect("connection")
         .clone();
     assert_eq!(second["secrets_set"]["private_key"], true);
+    for (name, fields) in [
+        ("Autotask tenant", ["secret", "webhook_secret"]),
+        ("Freshdesk tenant", ["api_key", "webhook_secret"]),
+        ("HaloPSA tenant", ["client_secret", "webhook_secret"]),
+    ] {
+        let conn = view["connections"]
+            .as_array()
+            .expect("connections")
+            .iter()
+            .find(|c| c["name"] == name)
+            .expect("connection")
+            .clone();
+        for f in fields {
+            assert_eq!(conn["secrets_set"][f], true, "{name}: {conn}");
+        }
+    }
 
     // Saving again with blank secret fields keeps the stored ones.
     let reply = ok(
@@ -963,4 +1019,264 @@ async fn policies_save_only_what_was_set_and_organizations_can_be_renamed() {
             .contains("from \\\"Contoso\\\" to \\\"Contoso Ltd\\\""),
         "{renamed}"
     );
+}
+
+/// One Autotask, Freshdesk or HaloPSA connection as the admin form sends it.
+struct OtherPsa {
+    kind: &'static str,
+    product: &'static str,
+    /// Every field of the form, pointing at the kind's simulator.
+    fields: Vec<(&'static str, String)>,
+    /// The secret the API calls use, and the webhook secret.
+    api_secret: &'static str,
+    webhook_secret: &'static str,
+    /// A field with a value the form refuses.
+    bad_field: (&'static str, &'static str),
+    /// Keeps the simulator running.
+    _sim: Box<dyn std::any::Any>,
+}
+
+async fn other_psas() -> Vec<OtherPsa> {
+    use deskproof::sim::autotask::AutotaskSim;
+    use deskproof::sim::freshdesk::FreshdeskSim;
+    use deskproof::sim::halopsa::HaloSim;
+
+    let autotask = AutotaskSim::start().await.expect("Autotask simulator");
+    let (s, k) = autotask.connection();
+    let autotask_fields = vec![
+        ("username", s.username),
+        ("secret", k.secret),
+        ("integration_code", s.integration_code),
+        ("webhook_secret", k.webhook_secret),
+        ("zone_lookup_url", s.zone_lookup_url.unwrap_or_default()),
+        ("note_type", "1".to_owned()),
+    ];
+    let freshdesk = FreshdeskSim::start().await.expect("Freshdesk simulator");
+    let (s, k) = freshdesk.connection();
+    let freshdesk_fields = vec![
+        ("base_url", s.base_url),
+        ("api_key", k.api_key),
+        ("webhook_secret", k.webhook_secret),
+        ("webhook_header", s.webhook_header.unwrap_or_default()),
+    ];
+    let halo = HaloSim::start().await.expect("HaloPSA simulator");
+    let (s, k) = halo.connection();
+    let halo_fields = vec![
+        ("auth_url", s.auth_url),
+        ("api_url", s.api_url),
+        ("tenant", s.tenant.unwrap_or_default()),
+        ("client_id", s.client_id),
+        ("client_secret", k.client_secret),
+        ("webhook_username", s.webhook_username.unwrap_or_default()),
+        ("webhook_secret", k.webhook_secret),
+    ];
+    vec![
+        OtherPsa {
+            kind: "autotask",
+            product: "Autotask",
+            fields: autotask_fields,
+            api_secret: "secret",
+            webhook_secret: "webhook_secret",
+            bad_field: ("note_type", "minus one"),
+            _sim: Box::new(autotask),
+        },
+        OtherPsa {
+            kind: "freshdesk",
+            product: "Freshdesk",
+            fields: freshdesk_fields,
+            api_secret: "api_key",
+            webhook_secret: "webhook_secret",
+            bad_field: ("base_url", "contoso.freshdesk.com"),
+            _sim: Box::new(freshdesk),
+        },
+        OtherPsa {
+            kind: "halopsa",
+            product: "HaloPSA",
+            fields: halo_fields,
+            api_secret: "client_secret",
+            webhook_secret: "webhook_secret",
+            bad_field: ("api_url", "ftp://halo.example/api"),
+            _sim: Box::new(halo),
+        },
+    ]
+}
+
+/// Saves a connection of `psa` with its fields, after `changes` replace some of them.
+async fn save_other(
+    admin: &reqwest::Client,
+    url: &str,
+    id: &str,
+    name: &str,
+    psa: &OtherPsa,
+    changes: &[(&str, &str)],
+) -> Value {
+    let fields: Vec<(String, String)> = psa
+        .fields
+        .iter()
+        .map(|(f, v)| {
+            let value = changes
+                .iter()
+                .find(|(c, _)| c == f)
+                .map_or(v.as_str(), |(_, c)| *c);
+            (format!("fields[{f}]"), value.to_owned())
+        })
+        .collect();
+    let mut form: Vec<(&str, &str)> = vec![("id", id), ("kind", psa.kind), ("name", name)];
+    form.extend(fields.iter().map(|(f, v)| (f.as_str(), v.as_str())));
+    ok(admin, url, "save_connection", &form).await
+}
+
+fn connection_named(settings: &Value, name: &str) -> Value {
+    settings["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no connection {name}: {settings}"))
+        .clone()
+}
+
+#[tokio::test]
+async fn autotask_freshdesk_and_halopsa_connections_are_saved_and_tested_against_the_simulators() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let key = deskproof::crypto::MasterKey::load_or_create(&app.dir.path().join("master.key"))
+        .expect("the master key beside the database");
+    for psa in other_psas().await {
+        let name = format!("{} set up by an admin", psa.product);
+
+        // A bad field is named and nothing is stored.
+        let before = app.count("SELECT COUNT(*) FROM psa_connections").await;
+        let (bad, value) = psa.bad_field;
+        let reply = save_other(&admin, url, "", &name, &psa, &[(bad, value)]).await;
+        let errors = reply["errors"].as_object().expect("errors");
+        assert_eq!(errors.len(), 1, "{}: {reply}", psa.kind);
+        assert!(errors.contains_key(bad), "{}: {reply}", psa.kind);
+        let reply = save_other(&admin, url, "", &name, &psa, &[(psa.webhook_secret, "")]).await;
+        assert!(
+            reply["errors"].get(psa.webhook_secret).is_some(),
+            "{}: a webhook secret is required: {reply}",
+            psa.kind
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM psa_connections").await,
+            before,
+            "{}",
+            psa.kind
+        );
+
+        // Saved: the secrets are set, never shown, and the page names the webhook URL.
+        let reply = save_other(&admin, url, "", &name, &psa, &[]).await;
+        assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+        let view = settings(&admin, url).await;
+        let conn = connection_named(&view, &name);
+        let id = conn["id"].as_i64().expect("id");
+        let hook = format!("{url}/hooks/{}/{id}", psa.kind);
+        assert_eq!(conn["kind"], psa.kind);
+        assert_eq!(conn["callback_url"], hook.as_str());
+        assert!(
+            reply["message"].as_str().is_some_and(|m| m.contains(&hook)),
+            "{reply}"
+        );
+        for secret in [psa.api_secret, psa.webhook_secret] {
+            assert_eq!(conn["secrets_set"][secret], true, "{conn}");
+            assert!(conn["settings"].get(secret).is_none(), "{conn}");
+            let value = &psa
+                .fields
+                .iter()
+                .find(|(f, _)| *f == secret)
+                .expect("field")
+                .1;
+            assert!(!view.to_string().contains(value.as_str()), "{secret} leaks");
+        }
+
+        // The connection page shows the webhook URL to configure in the PSA.
+        let page = admin
+            .get(format!("{url}/settings/connections"))
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html");
+        assert!(page.contains(&hook), "{}: the page names {hook}", psa.kind);
+        assert!(page.contains("Webhook URL to configure in"), "{page}");
+
+        // Test connection reads the PSA with the stored credentials.
+        let id = id.to_string();
+        let org = app.world.organization_id.to_string();
+        let reply = ok(
+            &admin,
+            url,
+            "save_mapping",
+            &[
+                ("connection_id", &id),
+                ("company_id", "contoso"),
+                ("organization_id", &org),
+            ],
+        )
+        .await;
+        assert_eq!(
+            reply["errors"]["company_id"],
+            format!(
+                "A {} company id is a number (the company's record id).",
+                psa.product
+            )
+        );
+        let reply = ok(&admin, url, "test_connection", &[("id", &id)]).await;
+        assert_eq!(reply["ok"], true, "{reply}");
+        assert_eq!(
+            reply["message"],
+            format!("Connected: {} accepted the credentials.", psa.product)
+        );
+
+        // One-click connect stays ConnectWise's.
+        let (status, body) = call(&admin, url, "connect_psa", &[("id", &id)]).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains("ConnectWise only"), "{body}");
+
+        // A wrong secret, with the webhook secret left blank: Test names the refusal and the
+        // webhook secret is kept as stored.
+        let reply = save_other(
+            &admin,
+            url,
+            &id,
+            &name,
+            &psa,
+            &[
+                (psa.api_secret, "wrong-secret-1234"),
+                (psa.webhook_secret, ""),
+            ],
+        )
+        .await;
+        assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+        let reply = ok(&admin, url, "test_connection", &[("id", &id)]).await;
+        assert_eq!(reply["ok"], false, "{reply}");
+        assert_eq!(
+            reply["message"],
+            format!(
+                "{} refused: the PSA rejected the API credentials",
+                psa.product
+            ),
+            "{reply}"
+        );
+        let row = app
+            .store
+            .psa_connection(id.parse().expect("id"))
+            .await
+            .expect("read")
+            .expect("connection");
+        let stored: serde_json::Map<String, Value> =
+            serde_json::from_str(key.open(&row.secrets_sealed).expect("opens").expose())
+                .expect("secrets");
+        let webhook = &psa
+            .fields
+            .iter()
+            .find(|(f, _)| *f == psa.webhook_secret)
+            .expect("field")
+            .1;
+        assert_eq!(stored[psa.webhook_secret], webhook.as_str());
+        assert_eq!(stored[psa.api_secret], "wrong-secret-1234");
+    }
 }

@@ -631,7 +631,22 @@ fn ConnectionCard(conn: ConnectionView, edits: RwSignal<usize>) -> impl IntoView
     view! {
         <section class="card" data-testid=format!("connection-{id}")>
             <h2>{conn.name.clone()} " " <span class="muted">"(" {label} ")"</span></h2>
-            <p class="muted">"Callback URL: " <code>{conn.callback_url.clone()}</code></p>
+            {if one_click {
+                view! {
+                    <p class="muted">
+                        "Callback URL: " <code data-testid="hook-url">{conn.callback_url.clone()}</code>
+                    </p>
+                }
+                    .into_any()
+            } else {
+                view! {
+                    <p class="muted">
+                        "Webhook URL to configure in " {label} ": "
+                        <code data-testid="hook-url">{conn.callback_url.clone()}</code>
+                    </p>
+                }
+                    .into_any()
+            }}
             <ConnectionForm action=save reply conn=Some(conn.clone()) />
             <div class="buttons">
                 <button

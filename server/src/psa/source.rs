@@ -186,6 +186,33 @@ pub fn halo_config(
     })
 }
 
+/// Checks stored settings and sealed-secret JSON of a connection before they are stored: the
+/// settings must make a client configuration and no secret may be blank (a blank webhook
+/// secret would let anyone in). The setup file and the settings pages both use this.
+pub fn check_connection(
+    kind: PsaKind,
+    settings: &serde_json::Value,
+    secrets_json: &str,
+) -> Result<(), SourceError> {
+    match kind {
+        PsaKind::ConnectWise => connectwise_config(settings, secrets_json).map(drop),
+        PsaKind::Autotask => autotask_config(settings, secrets_json).map(drop),
+        PsaKind::Freshdesk => freshdesk_config(settings, secrets_json).map(drop),
+        PsaKind::HaloPsa => halo_config(settings, secrets_json).map(drop),
+    }?;
+    let secrets: serde_json::Value = serde_json::from_str(secrets_json)
+        .map_err(|_| SourceError::Settings("the secrets are not a JSON object".into()))?;
+    let blank = secrets
+        .as_object()
+        .into_iter()
+        .flatten()
+        .find(|(_, v)| v.as_str().is_some_and(|s| s.trim().is_empty()));
+    if let Some((field, _)) = blank {
+        return Err(SourceError::Settings(format!("{field} is empty")));
+    }
+    Ok(())
+}
+
 /// HTTP clients and caches shared by every connection, so connection pools, Autotask zones
 /// and HaloPSA tokens are reused across jobs.
 #[derive(Clone)]
