@@ -1,29 +1,7 @@
 //! The ConnectWise callback parser and key URL check on arbitrary bytes: never a panic.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+#[path = "../bodies/connectwise_callback.rs"]
+mod body;
 
-use deskproof::psa::connectwise::callback::{parse_unverified, CallbackVerifier, StaticKeyFetcher};
-use libfuzzer_sys::fuzz_target;
-
-fn verifier() -> &'static CallbackVerifier {
-    static VERIFIER: OnceLock<CallbackVerifier> = OnceLock::new();
-    VERIFIER.get_or_init(|| {
-        let base = url::Url::parse("https://api-na.myconnectwise.net/v4_6_release/apis/3.0")
-            .unwrap_or_else(|_| unreachable!());
-        CallbackVerifier::new(&base, Arc::new(StaticKeyFetcher::new("fuzz")))
-            .with_company("examplemsp")
-    })
-}
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok((event, key_url)) = parse_unverified(data) {
-        let _ = event.is_ticket_added();
-        if let Some(url) = key_url {
-            let _ = verifier().check_key_url(&url);
-        }
-    }
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = verifier().check_key_url(text);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));

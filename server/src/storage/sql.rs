@@ -5,6 +5,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
+
 use app::model::Role;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -43,7 +45,35 @@ pub struct SqlStorage {
     /// SQLite takes one writer at a time and makes the others sleep and retry; queueing
     /// writers here instead keeps every write's wait short and fair.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Webhook deliveries arriving together are stored in one transaction.
+    deliveries: Arc<DeliveryQueue>,
 }
+
+/// One stored delivery: the webhook's identity of it and its ticket.
+#[derive(Clone, Debug)]
+struct Delivery {
+    connection_id: i64,
+    delivery_key: String,
+    ticket_id: String,
+    now: i64,
+}
+
+/// Group commit for deliveries: each caller queues its delivery and waits for the leader's
+/// turn; the leader stores everything queued so far in one transaction and answers each
+/// waiting caller. A burst of webhooks then costs one commit per batch, not per delivery.
+#[derive(Debug, Default)]
+struct DeliveryQueue {
+    queued: std::sync::Mutex<Vec<(Delivery, oneshot::Sender<Result<bool, StorageError>>)>>,
+    leader: tokio::sync::Mutex<()>,
+}
+
+/// The queue stays usable after a panic elsewhere: its entries are plain data.
+fn lock_queue<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The most deliveries one transaction stores.
+const DELIVERY_BATCH: usize = 256;
 
 /// How long a SQLite writer waits for another before giving up.
 const SQLITE_BUSY: Duration = Duration::from_secs(10);
@@ -96,6 +126,7 @@ impl SqlStorage {
             dialect: Dialect::Sqlite,
             sessions: Sessions::Sqlite(sessions),
             write_gate: Some(Arc::new(tokio::sync::Mutex::new(()))),
+            deliveries: Arc::default(),
         })
     }
 
@@ -124,7 +155,54 @@ impl SqlStorage {
             dialect: Dialect::Postgres,
             sessions: Sessions::Postgres(sessions),
             write_gate: None,
+            deliveries: Arc::default(),
         })
+    }
+
+    /// Stores deliveries in one transaction: for each, whether it was new. A new delivery
+    /// opens a ticket case and its intake job unless the ticket is already under way.
+    async fn store_deliveries(&self, batch: &[Delivery]) -> Result<Vec<bool>, StorageError> {
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let mut stored = Vec::with_capacity(batch.len());
+        for d in batch {
+            let inserted = sqlx::query(
+                "INSERT INTO inbound_events (connection_id, delivery_key, ticket_id) \
+                 VALUES ($1, $2, $3) ON CONFLICT (connection_id, delivery_key) DO NOTHING",
+            )
+            .bind(d.connection_id)
+            .bind(&d.delivery_key)
+            .bind(&d.ticket_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            stored.push(inserted > 0);
+            if inserted == 0 {
+                continue;
+            }
+            let case = sqlx::query(
+                "INSERT INTO tickets (connection_id, ticket_id, state) VALUES ($1, $2, 'received') \
+                 ON CONFLICT (connection_id, ticket_id) DO NOTHING RETURNING id",
+            )
+            .bind(d.connection_id)
+            .bind(&d.ticket_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            // A ticket already under verification is not taken in again.
+            if let Some(case) = case {
+                let case_id: i64 = case.try_get("id")?;
+                sqlx::query(
+                    "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('intake', $1, $2, $3)",
+                )
+                .bind(serde_json::json!({ "case_id": case_id }).to_string())
+                .bind(format!("intake:{case_id}"))
+                .bind(d.now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(stored)
     }
 
     /// Waits for this process's turn to write (SQLite only).
@@ -587,43 +665,57 @@ impl Storage for SqlStorage {
         ticket_id: &str,
         now: i64,
     ) -> Result<bool, StorageError> {
-        let _writer = self.writer().await;
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO inbound_events (connection_id, delivery_key, ticket_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (connection_id, delivery_key) DO NOTHING",
-        )
-        .bind(connection_id)
-        .bind(delivery_key)
-        .bind(ticket_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Ok(false);
+        let delivery = Delivery {
+            connection_id,
+            delivery_key: delivery_key.to_owned(),
+            ticket_id: ticket_id.to_owned(),
+            now,
+        };
+        let (reply, mut answer) = oneshot::channel();
+        lock_queue(&self.deliveries.queued).push((delivery.clone(), reply));
+        let _leader = self.deliveries.leader.lock().await;
+        match answer.try_recv() {
+            // An earlier leader stored this delivery in its batch.
+            Ok(result) => return result,
+            // An earlier leader took it and was cancelled: its transaction may or may not
+            // have committed, and storing again is safe (a stored delivery is not repeated).
+            Err(oneshot::error::TryRecvError::Closed) => {
+                return self.store_deliveries(std::slice::from_ref(&delivery)).await.map(
+                    |stored| stored.first().copied().unwrap_or(false),
+                );
+            }
+            Err(oneshot::error::TryRecvError::Empty) => {}
         }
-        let case = sqlx::query(
-            "INSERT INTO tickets (connection_id, ticket_id, state) VALUES ($1, $2, 'received') \
-             ON CONFLICT (connection_id, ticket_id) DO NOTHING RETURNING id",
-        )
-        .bind(connection_id)
-        .bind(ticket_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        // A ticket already under verification is not taken in again.
-        if let Some(case) = case {
-            let case_id: i64 = case.try_get("id")?;
-            sqlx::query(
-                "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('intake', $1, $2, $3)",
-            )
-            .bind(serde_json::json!({ "case_id": case_id }).to_string())
-            .bind(format!("intake:{case_id}"))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // This caller leads: everything queued so far goes in, its own delivery included.
+        let mut queued = std::mem::take(&mut *lock_queue(&self.deliveries.queued));
+        while !queued.is_empty() {
+            let rest = queued.split_off(queued.len().min(DELIVERY_BATCH));
+            let (batch, replies): (Vec<Delivery>, Vec<_>) = std::mem::replace(&mut queued, rest)
+                .into_iter()
+                .unzip();
+            match self.store_deliveries(&batch).await {
+                Ok(stored) => {
+                    for (reply, stored) in replies.into_iter().zip(stored) {
+                        let _ = reply.send(Ok(stored));
+                    }
+                }
+                // One bad delivery must not fail the others: each is stored on its own.
+                Err(_) => {
+                    for (delivery, reply) in batch.iter().zip(replies) {
+                        let result = self
+                            .store_deliveries(std::slice::from_ref(delivery))
+                            .await
+                            .map(|stored| stored.first().copied().unwrap_or(false));
+                        let _ = reply.send(result);
+                    }
+                }
+            }
         }
-        tx.commit().await?;
-        Ok(true)
+        answer.await.unwrap_or_else(|_| {
+            Err(StorageError::Conflict(
+                "a delivery answer was lost".to_owned(),
+            ))
+        })
     }
 
     async fn sweep_watermark(&self, connection_id: i64) -> Result<Option<i64>, StorageError> {
