@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDemo, launchBrowser, screenshot } from './support.mjs';
+import { startDemo, launchBrowser, screenshot, closePage } from './support.mjs';
 
 let demo;
 let browser;
@@ -60,7 +60,7 @@ async function answerOnPhone(user, button) {
     await device.reload();
   }
   await device.click(`button.${button}`);
-  await device.close();
+  await closePage(device);
 }
 
 test('the pod in the ticket screen verifies the contact without a reload', async () => {

@@ -85,6 +85,15 @@ export async function launchBrowser() {
   };
 }
 
+/**
+ * Closes a page and its profile. The page is first taken to about:blank, so a page that
+ * reloads itself (the simulated phone) is not in the middle of a navigation when it closes.
+ */
+export async function closePage(page) {
+  await page.goto('about:blank');
+  await page.context().close();
+}
+
 export async function screenshot(page, name) {
   mkdirSync(screenshots, { recursive: true });
   await page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true });
