@@ -223,11 +223,31 @@ async fn two_replicas_share_the_work_and_one_killed_midway_loses_nothing() {
         assert_eq!(attempt["state"], "pushed", "{attempt}");
         tokens.push(token);
     }
-    // Half the phones answer, then one replica dies in the middle of the work.
+    // Half the phones answer, then one replica dies in the middle of the work: while it
+    // holds some of it.
     for (_, username) in pushers.iter().take(10) {
         assert!(world.duo.approve_latest(username).is_some(), "{username}");
     }
+    let db = sqlx::PgPool::connect(&db_url).await.expect("database");
+    let held_by_a = format!("pid{}-%", a.child.id());
+    let held = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM jobs WHERE NOT done AND leased_by LIKE $1",
+        )
+        .bind(&held_by_a)
+        .fetch_one(&db)
+        .await
+        .expect("count leases")
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while held().await == 0 {
+        assert!(Instant::now() < deadline, "replica A never held a job");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     a.kill();
+    // SIGKILL releases nothing: the jobs A held stay leased to it until the lease runs out.
+    let orphaned = held().await;
+    assert!(orphaned > 0, "replica A held nothing when it died");
 
     // Act 2: the second hundred tickets reach the survivor; the other phones answer.
     point_callbacks_at(&world, &b);
@@ -288,6 +308,8 @@ async fn two_replicas_share_the_work_and_one_killed_midway_loses_nothing() {
         }
     }
     assert_eq!(world.duo.pushes().len(), pushers.len(), "one push each");
+    assert_eq!(held().await, 0, "the survivor took over every job A held");
+    eprintln!("replica B took over {orphaned} jobs that replica A held when it was killed");
     drop(b);
 }
 

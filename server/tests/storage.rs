@@ -79,7 +79,7 @@ async fn a_delivery_is_recorded_once_and_queues_one_intake() {
     {
         assert_eq!(job.kind, "intake");
         intakes += 1;
-        store.finish_job(job.id).await.expect("finish");
+        assert!(store.finish_job(job.id, "test").await.expect("finish"));
     }
     assert_eq!(intakes, 1);
 }
@@ -151,6 +151,56 @@ async fn a_lease_that_ran_out_makes_the_job_claimable_again() {
         .expect("job again");
     assert_eq!(again.id, first.id);
     assert_eq!(again.attempts, 2);
+}
+
+#[tokio::test]
+async fn a_process_whose_lease_ran_out_cannot_finish_or_reschedule_the_job() {
+    let Fresh { store, _dir, .. } = fresh().await;
+    store
+        .enqueue_job(&NewJob {
+            kind: "note".into(),
+            payload: serde_json::json!({}),
+            dedupe_key: None,
+            run_at: 0,
+        })
+        .await
+        .expect("enqueue");
+    let stale = store
+        .claim_job(100, 200, "replica-a", Lane::Work)
+        .await
+        .expect("claim")
+        .expect("job");
+    // Replica A stalls past its lease; replica B takes the job over.
+    let taken = store
+        .claim_job(201, 400, "replica-b", Lane::Work)
+        .await
+        .expect("claim")
+        .expect("job taken over");
+    assert_eq!(taken.id, stale.id);
+
+    assert!(!store
+        .finish_job(stale.id, "replica-a")
+        .await
+        .expect("finish"));
+    assert!(!store
+        .retry_job(stale.id, "replica-a", 0, "late")
+        .await
+        .expect("retry"));
+    // B's lease still stands: nobody else can claim the job before it runs out.
+    assert!(store
+        .claim_job(300, 500, "replica-c", Lane::Work)
+        .await
+        .expect("claim")
+        .is_none());
+    assert!(store
+        .finish_job(taken.id, "replica-b")
+        .await
+        .expect("finish"));
+    assert!(store
+        .claim_job(10_000, 20_000, "replica-c", Lane::Work)
+        .await
+        .expect("claim")
+        .is_none());
 }
 
 #[tokio::test]

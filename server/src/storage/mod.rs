@@ -165,8 +165,17 @@ pub trait Storage: Send + Sync + 'static {
         owner: &str,
         lane: Lane,
     ) -> Result<Option<Job>, StorageError>;
-    async fn finish_job(&self, id: i64) -> Result<(), StorageError>;
-    async fn retry_job(&self, id: i64, run_at: i64, error: &str) -> Result<(), StorageError>;
+    /// Marks a job done if `owner` still holds its lease; false when the lease ran out and
+    /// another process took the job (the result is then that process's to record).
+    async fn finish_job(&self, id: i64, owner: &str) -> Result<bool, StorageError>;
+    /// Puts a job back to run at `run_at`, if `owner` still holds its lease (as `finish_job`).
+    async fn retry_job(
+        &self,
+        id: i64,
+        owner: &str,
+        run_at: i64,
+        error: &str,
+    ) -> Result<bool, StorageError>;
     /// Ends the leases `owner` holds, or with `None` every lease left by an earlier run of a
     /// single-process (SQLite) deployment; on a shared PostgreSQL, `None` ends none, as other
     /// replicas' leases are live.

@@ -680,9 +680,10 @@ impl Storage for SqlStorage {
             // An earlier leader took it and was cancelled: its transaction may or may not
             // have committed, and storing again is safe (a stored delivery is not repeated).
             Err(oneshot::error::TryRecvError::Closed) => {
-                return self.store_deliveries(std::slice::from_ref(&delivery)).await.map(
-                    |stored| stored.first().copied().unwrap_or(false),
-                );
+                return self
+                    .store_deliveries(std::slice::from_ref(&delivery))
+                    .await
+                    .map(|stored| stored.first().copied().unwrap_or(false));
             }
             Err(oneshot::error::TryRecvError::Empty) => {}
         }
@@ -690,9 +691,8 @@ impl Storage for SqlStorage {
         let mut queued = std::mem::take(&mut *lock_queue(&self.deliveries.queued));
         while !queued.is_empty() {
             let rest = queued.split_off(queued.len().min(DELIVERY_BATCH));
-            let (batch, replies): (Vec<Delivery>, Vec<_>) = std::mem::replace(&mut queued, rest)
-                .into_iter()
-                .unzip();
+            let (batch, replies): (Vec<Delivery>, Vec<_>) =
+                std::mem::replace(&mut queued, rest).into_iter().unzip();
             match self.store_deliveries(&batch).await {
                 Ok(stored) => {
                     for (reply, stored) in replies.into_iter().zip(stored) {
@@ -989,28 +989,38 @@ impl Storage for SqlStorage {
         .transpose()
     }
 
-    async fn finish_job(&self, id: i64) -> Result<(), StorageError> {
+    async fn finish_job(&self, id: i64, owner: &str) -> Result<bool, StorageError> {
         let _writer = self.writer().await;
-        sqlx::query(
-            "UPDATE jobs SET done = TRUE, leased_until = NULL, leased_by = NULL WHERE id = $1",
+        let done = sqlx::query(
+            "UPDATE jobs SET done = TRUE, leased_until = NULL, leased_by = NULL \
+             WHERE id = $1 AND leased_by = $2",
         )
         .bind(id)
+        .bind(owner)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
-    async fn retry_job(&self, id: i64, run_at: i64, error: &str) -> Result<(), StorageError> {
+    async fn retry_job(
+        &self,
+        id: i64,
+        owner: &str,
+        run_at: i64,
+        error: &str,
+    ) -> Result<bool, StorageError> {
         let _writer = self.writer().await;
-        sqlx::query(
-            "UPDATE jobs SET run_at = $1, leased_until = NULL, last_error = $2 WHERE id = $3",
+        let done = sqlx::query(
+            "UPDATE jobs SET run_at = $1, leased_until = NULL, leased_by = NULL, last_error = $2 \
+             WHERE id = $3 AND leased_by = $4",
         )
         .bind(run_at)
         .bind(error)
         .bind(id)
+        .bind(owner)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn release_leases(&self, owner: Option<&str>) -> Result<(), StorageError> {

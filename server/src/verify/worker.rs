@@ -22,7 +22,8 @@ pub struct Worker {
     wake_polls: Arc<Notify>,
     /// How long a claimed job stays with this process; longer than Duo's long poll.
     lease_ms: i64,
-    /// This process's name on the leases it holds.
+    /// This process's name on the leases it holds: its process id, so an operator can tell
+    /// whose a lease is, and a random part, unique across hosts and restarts.
     owner: Arc<str>,
 }
 
@@ -33,7 +34,11 @@ impl Worker {
             wake_work: Arc::new(Notify::new()),
             wake_polls: Arc::new(Notify::new()),
             lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
-            owner: Arc::from(uuid::Uuid::new_v4().to_string()),
+            owner: Arc::from(format!(
+                "pid{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            )),
         }
     }
 
@@ -112,9 +117,13 @@ impl Worker {
             }
         };
         let outcome = match result {
-            Ok(true) => store.finish_job(job.id).await,
+            Ok(true) => store.finish_job(job.id, &self.owner).await,
             // A push still waiting: poll again straight away (the poll itself waits).
-            Ok(false) => store.retry_job(job.id, now_ms(), "waiting").await,
+            Ok(false) => {
+                store
+                    .retry_job(job.id, &self.owner, now_ms(), "waiting")
+                    .await
+            }
             Err(FlowError::Remote(e)) if e.retryable => {
                 // Never sooner than the remote system asked (`Retry-After`).
                 let asked = e.retry_after.map_or(0, |d| d.as_millis() as u64);
@@ -122,16 +131,21 @@ impl Worker {
                 tracing::warn!(job.id = job.id, kind = %job.kind, error = %e, delay_ms = delay,
                     "will try again");
                 store
-                    .retry_job(job.id, now_ms() + delay as i64, &e.to_string())
+                    .retry_job(job.id, &self.owner, now_ms() + delay as i64, &e.to_string())
                     .await
             }
             Err(e) => {
                 tracing::error!(job.id = job.id, kind = %job.kind, error = %e, "job failed");
-                store.finish_job(job.id).await
+                store.finish_job(job.id, &self.owner).await
             }
         };
-        if let Err(e) = outcome {
-            tracing::error!(job.id = job.id, error = %e, "cannot record job result");
+        match outcome {
+            Ok(true) => {}
+            // The lease ran out while the job ran: another process has it now, and its run
+            // records the result.
+            Ok(false) => tracing::warn!(job.id = job.id, kind = %job.kind,
+                "job outlived its lease; left to the process that took it over"),
+            Err(e) => tracing::error!(job.id = job.id, error = %e, "cannot record job result"),
         }
         self.nudge();
     }
