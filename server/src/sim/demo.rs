@@ -83,14 +83,14 @@ async fn store_tenant(
         .await?;
     let (auth_keys, admin_keys) = (duo.auth_keys(), duo.admin_keys());
     store
-        .save_duo_account(&DuoAccountRow {
+        .save_duo_account(&DuoAccountRow::direct(
             organization_id,
-            api_host: auth_keys.api_host.clone(),
-            auth_ikey: auth_keys.ikey.clone(),
-            auth_skey_sealed: key.seal(auth_keys.skey.expose()),
-            admin_ikey: admin_keys.ikey.clone(),
-            admin_skey_sealed: key.seal(admin_keys.skey.expose()),
-        })
+            &auth_keys.api_host,
+            &auth_keys.ikey,
+            key.seal(auth_keys.skey.expose()),
+            &admin_keys.ikey,
+            key.seal(admin_keys.skey.expose()),
+        ))
         .await?;
     let connection_id = store
         .create_psa_connection(&NewPsaConnection {
@@ -259,14 +259,14 @@ pub async fn seed_world_in(
     let organization_id = store.create_organization("Contoso").await?;
     let (auth_keys, admin_keys) = (duo.auth_keys(), duo.admin_keys());
     store
-        .save_duo_account(&DuoAccountRow {
+        .save_duo_account(&DuoAccountRow::direct(
             organization_id,
-            api_host: auth_keys.api_host.clone(),
-            auth_ikey: auth_keys.ikey.clone(),
-            auth_skey_sealed: key.seal(auth_keys.skey.expose()),
-            admin_ikey: admin_keys.ikey.clone(),
-            admin_skey_sealed: key.seal(admin_keys.skey.expose()),
-        })
+            &auth_keys.api_host,
+            &auth_keys.ikey,
+            key.seal(auth_keys.skey.expose()),
+            &admin_keys.ikey,
+            key.seal(admin_keys.skey.expose()),
+        ))
         .await?;
     let cw_config = cw.client_config();
     let settings = ConnectWiseSettings {
