@@ -60,12 +60,15 @@ struct Delivery {
     now: i64,
 }
 
+/// Where the leader answers one queued delivery: stored (`true`) or seen before.
+type DeliveryReply = oneshot::Sender<Result<bool, StorageError>>;
+
 /// Group commit for deliveries: each caller queues its delivery and waits for the leader's
 /// turn; the leader stores everything queued so far in one transaction and answers each
 /// waiting caller. A burst of webhooks then costs one commit per batch, not per delivery.
 #[derive(Debug, Default)]
 struct DeliveryQueue {
-    queued: std::sync::Mutex<Vec<(Delivery, oneshot::Sender<Result<bool, StorageError>>)>>,
+    queued: std::sync::Mutex<Vec<(Delivery, DeliveryReply)>>,
     leader: tokio::sync::Mutex<()>,
 }
 
