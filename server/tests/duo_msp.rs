@@ -208,7 +208,7 @@ async fn a_picked_child_is_saved_with_duo_s_name_and_host_and_no_secret_comes_ba
         .as_array()
         .expect("organizations")
         .iter()
-        .find(|o| o["id"].to_string() == org)
+        .find(|o| o["id"].as_i64().map(|id| id.to_string()).as_deref() == Some(org.as_str()))
         .expect("org")["duo"]
         .clone();
     assert_eq!(view["directory"], "accounts_api");
