@@ -133,6 +133,8 @@ impl DuoGateway for DuoAccount {
             .await
             .map_err(verification_error)?
             .ok_or(VerificationPushError::UnknownUser)?;
+        // Limitation: a user with several push phones gets the push on the first one listed;
+        // Duo's Admin API offers no "auto" device here.
         let phone = user
             .verification_phone()
             .ok_or(VerificationPushError::NoPushPhone)?;

@@ -516,6 +516,7 @@ impl Flow {
         }
         // With Duo's verification push, Duo picks the code and shows it with its own text. A
         // refusal for lack of permission sent nothing, so the Auth API push goes instead.
+        // Limitation: the refusal is not remembered; each click asks Duo once more.
         let mut fell_back = None;
         if duo.caller_code_via() == CallerCodeVia::VerificationPush {
             match duo.verification_push(&fresh.user_id).await {
