@@ -15,7 +15,8 @@ demo: build
 		./target/debug/deskproof demo
 
 # Storage, flow and multi-process tests also run on a throw-away PostgreSQL server.
-PG_TESTS := --test storage --test flow --test directory --test replicas --test push_policy --test pod --test sweep
+PG_TESTS := --test storage --test flow --test directory --test replicas --test push_policy --test pod --test sweep \
+	--test verification_push --test duo_msp
 
 test: build e2e-deps
 	$(CARGO) test --workspace

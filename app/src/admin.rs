@@ -288,14 +288,59 @@ pub struct TestReply {
     pub lines: Vec<String>,
 }
 
+/// How an organization's Duo users are read: the form's choices, value and label.
+pub const DUO_DIRECTORY_CHOICES: &[(&str, &str)] = &[
+    ("admin_api", "Direct Admin API keys"),
+    ("accounts_api", "MSP parent (Accounts API)"),
+];
+
+/// How the code the caller reads back reaches their phone: the form's choices.
+pub const CALLER_CODE_CHOICES: &[(&str, &str)] = &[
+    (
+        "push_details",
+        "In the push details (deskproof's code, with the ticket text)",
+    ),
+    (
+        "verification_push",
+        "Duo verification push (Duo's confirmation code)",
+    ),
+];
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DuoView {
+    /// The Auth API host (for an MSP child: the child's API hostname).
     pub api_host: String,
     pub auth_ikey: String,
     pub admin_ikey: String,
     /// Secret keys are never sent back; only whether they are stored.
     pub auth_skey_set: bool,
     pub admin_skey_set: bool,
+    /// One of [`DUO_DIRECTORY_CHOICES`].
+    pub directory: String,
+    /// The MSP parent's API hostname and Accounts API integration key, when used.
+    pub accounts_api_host: String,
+    pub accounts_ikey: String,
+    pub accounts_skey_set: bool,
+    /// The MSP child account in use, as Duo listed it.
+    pub child: Option<DuoChildView>,
+    /// One of [`CALLER_CODE_CHOICES`].
+    pub caller_code: String,
+}
+
+/// A child account of an MSP parent, as Duo's account list gives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuoChildView {
+    pub account_id: String,
+    pub name: String,
+    pub api_hostname: String,
+}
+
+/// The answer to "List child accounts": the accounts, or what is wrong with the keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuoChildrenReply {
+    /// The error of each field by name (`_form` for the whole form).
+    pub errors: BTreeMap<String, String>,
+    pub children: Vec<DuoChildView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,7 +471,7 @@ mod server {
 
     use tower_sessions::Session;
 
-    use super::{AuditQuery, AuditRow, FormReply, SettingsView, TestReply};
+    use super::{AuditQuery, AuditRow, DuoChildrenReply, FormReply, SettingsView, TestReply};
     use crate::backend::BackendResult;
 
     /// The server's side of the administration server functions. Each method checks that the
@@ -473,6 +518,14 @@ mod server {
             session: &Session,
             organization_id: i64,
         ) -> BackendResult<TestReply>;
+        /// Lists the child accounts an MSP parent's Accounts API keys reach. A blank secret key
+        /// uses the stored one.
+        async fn list_duo_children(
+            &self,
+            session: &Session,
+            organization_id: i64,
+            fields: &BTreeMap<String, String>,
+        ) -> BackendResult<DuoChildrenReply>;
         /// Saves the policy of an organization, or the defaults when `organization_id` is
         /// `None`. Blank fields inherit.
         async fn save_policy(
@@ -600,6 +653,14 @@ pub async fn save_duo(
 #[server(prefix = "/api", endpoint = "admin/test_duo")]
 pub async fn test_duo(organization_id: i64) -> Result<TestReply, ServerFnError> {
     admin_call!(|b, s| b.test_duo(&s, organization_id))
+}
+
+#[server(prefix = "/api", endpoint = "admin/list_duo_children")]
+pub async fn list_duo_children(
+    organization_id: i64,
+    #[server(default)] fields: BTreeMap<String, String>,
+) -> Result<DuoChildrenReply, ServerFnError> {
+    admin_call!(|b, s| b.list_duo_children(&s, organization_id, &fields))
 }
 
 /// `organization_id` empty saves the deployment-wide defaults.

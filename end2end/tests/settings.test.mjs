@@ -194,6 +194,97 @@ test('an admin sets up an organization that a verification then uses, all audite
   await screenshot(admin, 'settings-ticket-timeline');
 });
 
+test('an MSP child account is picked from Duo\'s list and verifies with Duo\'s confirmation code', async () => {
+  const keys = {
+    host: printed('duo accounts api host'),
+    ikey: printed('duo accounts ikey'),
+    skey: printed('duo accounts skey'),
+    authIkey: printed('duo child auth ikey'),
+    authSkey: printed('duo child auth skey'),
+  };
+  const northwindId = demo.output().match(/company Northwind \(company id (\d+)/)[1];
+  const app = demo.urls.app;
+  const admin = await browser.newPage();
+  await signIn(admin, app, DEMO_ADMIN);
+  await admin.waitForSelector('nav a[href="/settings"]');
+  await admin.goto(`${app}/settings/organizations`);
+  await waitForHydration(admin);
+  await admin.fill('#org-name', 'Northwind');
+  await clickAndWait(admin, '[data-testid=new-organization] button[type=submit]', 'save_organization');
+  await admin.click('[data-testid=organizations] a:has-text("Northwind")');
+  await admin.waitForSelector('[data-testid=duo-form]');
+  await waitForHydration(admin);
+
+  // The MSP fields appear with the choice; a wrong secret is named next to its field.
+  assert.equal(await admin.isVisible('#accounts_api_host'), false);
+  await admin.check('#directory-accounts_api');
+  await admin.waitForSelector('#accounts_api_host', { state: 'visible' });
+  assert.equal(await admin.isVisible('#api_host'), false);
+  await admin.fill('#accounts_api_host', keys.host);
+  await admin.fill('#accounts_ikey', keys.ikey);
+  await admin.fill('#accounts_skey', 'not-the-accounts-secret-key-000000000000');
+  await clickAndWait(admin, '[data-testid=list-children]', 'list_duo_children');
+  await admin.waitForSelector('[data-testid=error-accounts_skey]');
+  assert.match(await admin.textContent('[data-testid=error-accounts_skey]'), /secret key is wrong \(40103\)/);
+  await admin.fill('#accounts_skey', keys.skey);
+  await clickAndWait(admin, '[data-testid=list-children]', 'list_duo_children');
+  await admin.waitForSelector('#child_account_id option:has-text("Northwind")', { state: 'attached' });
+  assert.equal(await admin.locator('[data-testid=error-accounts_skey]').count(), 0);
+  await admin.selectOption('#child_account_id', { label: await admin.textContent('#child_account_id option:has-text("Northwind")') });
+  await admin.fill('#auth_ikey', keys.authIkey);
+  await admin.fill('#auth_skey', keys.authSkey);
+  await admin.selectOption('#caller_code', 'verification_push');
+  await clickAndWait(admin, '[data-testid=save-duo]', 'save_duo');
+  await admin.waitForSelector('[data-testid=accounts-skey-state]:text-is("set")');
+  assert.equal(await admin.inputValue('#accounts_skey'), '', 'a stored secret is never shown');
+  await clickAndWait(admin, '[data-testid=test-duo]', 'test_duo');
+  await admin.waitForSelector('[data-testid=duo-test-result]:has-text("Duo accepted both sets of keys.")');
+  assert.match(
+    await admin.textContent('[data-testid=duo-test-result]'),
+    /Accounts API \(child account "Northwind"\): keys accepted; 1 user\(s\) in the account\./,
+  );
+  assert.doesNotMatch(await admin.content(), new RegExp(keys.skey));
+  await screenshot(admin, 'settings-duo-msp');
+
+  await admin.goto(`${app}/settings/connections`);
+  await admin.waitForSelector('[data-testid=mapping-form]');
+  await waitForHydration(admin);
+  await admin.fill('#map-company', northwindId);
+  await admin.selectOption('#map-organization', { label: 'Northwind' });
+  await clickAndWait(admin, '[data-testid=save-mapping]', 'save_mapping');
+
+  // A Northwind ticket: Diego's user is found in the child account, and the page shows the
+  // confirmation code Duo put on his phone.
+  const cw = demo.urls['new ticket'].replace(/\/sim\/new-ticket$/, '');
+  const psa = await browser.newPage();
+  await psa.goto(`${cw}/sim/new-ticket`);
+  await psa.selectOption('select[name=company]', { label: 'Northwind' });
+  await psa.selectOption('select[name=contact]', { label: 'Diego Siciliani' });
+  await psa.fill('input[name=summary]', 'Locked out of e-mail');
+  await psa.click('button[type=submit]');
+  await psa.waitForURL(/\/sim\/tickets\/\d+$/);
+  await reloadUntil(psa, '/verify/');
+  const link = await psa.getAttribute('a[href*="/verify/"]', 'href');
+  const tech = await browser.newPage();
+  await signIn(tech, app, DEMO_TECH);
+  await tech.goto(link);
+  await tech.waitForSelector('[data-testid=contact]');
+  await waitForHydration(tech);
+  await tech.click('[data-testid=send-push]');
+  await tech.waitForSelector('[data-testid=status]:has-text("Waiting")');
+  // The page reads the attempt's code when it loads.
+  await tech.reload();
+  await tech.waitForSelector('[data-testid=caller-code]');
+  const shown = (await tech.textContent('[data-testid=caller-code] strong')).trim();
+  const phone = await browser.newPage();
+  await phone.goto(demo.urls['phone diego.siciliani']);
+  await phone.waitForSelector('[data-testid=confirmation-code]', { timeout: 15000 });
+  assert.equal((await phone.textContent('[data-testid=confirmation-code]')).trim(), shown);
+  await phone.click('button.approve');
+  await tech.waitForSelector('[data-testid=status]:has-text("Approved")', { timeout: 20000 });
+  await phone.close();
+});
+
 test('a technician sees no admin links and gets 403 from every admin page', async () => {
   const app = demo.urls.app;
   const tech = await browser.newPage();

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use app::admin::{
-    psa_kind, AdminBackend, AuditQuery, AuditRow, ConnectionView, DuoView, FormReply, MappingView,
-    OrganizationView, SettingsView, TestReply, UserView, POLICY_FIELDS,
+    psa_kind, AdminBackend, AuditQuery, AuditRow, ConnectionView, DuoChildrenReply, FormReply,
+    MappingView, OrganizationView, SettingsView, TestReply, UserView, POLICY_FIELDS,
 };
 use app::backend::{BackendError, BackendResult};
 use app::model::Role;
@@ -14,7 +14,6 @@ use tower_sessions::Session;
 
 use crate::auth::{self, SESSION_USER_KEY};
 use crate::crypto::MasterKey;
-use crate::duo::{DuoClient, RetryPolicy};
 use crate::policy::{Policy, PolicySettings};
 use crate::psa::connectwise::model::HostedSetup;
 use crate::psa::connectwise::ConnectWiseClient;
@@ -22,9 +21,11 @@ use crate::psa::halopsa::client::TokenCache;
 use crate::psa::source::{check_connection, connect, connectwise_config, PsaHttp, Purpose};
 use crate::psa::PsaKind;
 use crate::storage::{
-    AuditEntry, AuditFilter, AuditRecord, DuoAccountRow, NewPsaConnection, NewUser, StorageError,
-    Store, UserRecord,
+    AuditEntry, AuditFilter, AuditRecord, NewPsaConnection, NewUser, StorageError, Store,
+    UserRecord,
 };
+
+mod duo;
 
 /// Connection fields stored as JSON numbers.
 const NUMBER_FIELDS: &[&str] = &["note_type"];
@@ -316,13 +317,8 @@ impl AdminBackend for AdminService {
                 .duo_account(org.id)
                 .await
                 .map_err(internal)?
-                .map(|d| DuoView {
-                    api_host: d.api_host,
-                    auth_ikey: d.auth_ikey,
-                    admin_ikey: d.admin_ikey,
-                    auth_skey_set: !d.auth_skey_sealed.is_empty(),
-                    admin_skey_set: !d.admin_skey_sealed.is_empty(),
-                });
+                .as_ref()
+                .map(duo::duo_view);
             let policy = store
                 .policy_settings(Some(org.id))
                 .await
@@ -823,154 +819,28 @@ impl AdminBackend for AdminService {
             .await
             .map_err(internal)?
             .ok_or_else(|| invalid("Unknown organization."))?;
-        let existing = self
-            .store
-            .duo_account(organization_id)
+        self.save_duo_form(&admin, organization_id, &org.name, fields)
             .await
-            .map_err(internal)?;
-        let mut reply = FormReply::default();
-        let api_host = field(fields, "api_host");
-        if api_host.is_empty() {
-            reply.errors.insert(
-                "api_host".into(),
-                "Enter the API hostname, e.g. api-xxxxxxxx.duosecurity.com.".into(),
-            );
-        } else if crate::duo::client::parse_api_host(api_host).is_err() {
-            reply.errors.insert(
-                "api_host".into(),
-                "This is not an API hostname (api-xxxxxxxx.duosecurity.com).".into(),
-            );
-        }
-        for name in ["auth_ikey", "admin_ikey"] {
-            let v = field(fields, name);
-            if v.is_empty() {
-                reply
-                    .errors
-                    .insert(name.into(), "Enter the integration key.".into());
-            } else if !is_key_text(v) {
-                reply.errors.insert(
-                    name.into(),
-                    "An integration key has no spaces and at most 100 characters.".into(),
-                );
-            }
-        }
-        let mut sealed = Vec::new();
-        let mut replaced = Vec::new();
-        for (name, label, stored) in [
-            (
-                "auth_skey",
-                "auth",
-                existing.as_ref().map(|e| e.auth_skey_sealed.clone()),
-            ),
-            (
-                "admin_skey",
-                "admin",
-                existing.as_ref().map(|e| e.admin_skey_sealed.clone()),
-            ),
-        ] {
-            let v = field(fields, name);
-            if !v.is_empty() {
-                if !is_key_text(v) {
-                    reply.errors.insert(
-                        name.into(),
-                        "A secret key has no spaces and at most 100 characters.".into(),
-                    );
-                }
-                sealed.push(self.key.seal(v));
-                replaced.push(label);
-            } else if let Some(stored) = stored {
-                sealed.push(stored);
-            } else {
-                reply
-                    .errors
-                    .insert(name.into(), "Enter the secret key.".into());
-            }
-        }
-        if !reply.ok() || sealed.len() != 2 {
-            return Ok(reply);
-        }
-        let row = DuoAccountRow {
-            organization_id,
-            api_host: api_host.to_owned(),
-            auth_ikey: field(fields, "auth_ikey").to_owned(),
-            auth_skey_sealed: sealed[0].clone(),
-            admin_ikey: field(fields, "admin_ikey").to_owned(),
-            admin_skey_sealed: sealed[1].clone(),
-        };
-        let audit = Self::change(
-            &admin,
-            "Duo account saved",
-            Some(organization_id),
-            format!(
-                "api host {}; auth ikey {}; admin ikey {}; secret keys replaced: {}",
-                row.api_host,
-                row.auth_ikey,
-                row.admin_ikey,
-                if replaced.is_empty() {
-                    "none".to_owned()
-                } else {
-                    replaced.join(", ")
-                }
-            ),
-        );
-        self.store
-            .save_duo_account_audited(&row, &audit)
-            .await
-            .map_err(internal)?;
-        Ok(FormReply::done(format!(
-            "Saved the Duo keys of {}.",
-            org.name
-        )))
     }
 
     async fn test_duo(&self, session: &Session, organization_id: i64) -> BackendResult<TestReply> {
         self.require_admin(session).await?;
-        let row = self
-            .store
-            .duo_account(organization_id)
+        self.test_duo_account(organization_id).await
+    }
+
+    async fn list_duo_children(
+        &self,
+        session: &Session,
+        organization_id: i64,
+        fields: &BTreeMap<String, String>,
+    ) -> BackendResult<DuoChildrenReply> {
+        self.require_admin(session).await?;
+        self.store
+            .organization(organization_id)
             .await
             .map_err(internal)?
-            .ok_or_else(|| invalid("Save the Duo keys of this organization first."))?;
-        let retry = RetryPolicy {
-            max_attempts: 2,
-            ..RetryPolicy::default()
-        };
-        let client = |ikey: &str, sealed: &str| -> BackendResult<DuoClient> {
-            let skey = self.key.open(sealed).map_err(internal)?;
-            DuoClient::with_http(&row.api_host, ikey.to_owned(), skey, self.duo_http.clone())
-                .map(|c| c.with_retry_policy(retry))
-                .map_err(|e| invalid(format!("The stored keys cannot be used: {e}")))
-        };
-        let auth = client(&row.auth_ikey, &row.auth_skey_sealed)?;
-        let admin = client(&row.admin_ikey, &row.admin_skey_sealed)?;
-        let mut lines = Vec::new();
-        let mut ok = true;
-        match auth.check().await {
-            Ok(_) => lines.push("Auth API: keys accepted (/auth/v2/check).".to_owned()),
-            Err(e) => {
-                ok = false;
-                lines.push(format!("Auth API: {e}"));
-            }
-        }
-        match admin.users_page(1, 0).await {
-            Ok(page) => lines.push(format!(
-                "Admin API: keys accepted; {} user(s) in the account.",
-                page.total_objects.unwrap_or(page.users.len() as u64)
-            )),
-            Err(e) => {
-                ok = false;
-                lines.push(format!("Admin API: {e}"));
-            }
-        }
-        Ok(TestReply {
-            ok,
-            message: if ok {
-                "Duo accepted both sets of keys.".into()
-            } else {
-                "Duo refused the keys.".into()
-            },
-            lines,
-        })
+            .ok_or_else(|| invalid("Unknown organization."))?;
+        self.list_children(organization_id, fields).await
     }
 
     async fn save_policy(

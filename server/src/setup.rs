@@ -8,12 +8,15 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::crypto::MasterKey;
+use crate::duo::DuoClient;
 use crate::psa::source::{
     check_connection, AutotaskSecrets, AutotaskSettings, ConnectWiseSecrets, ConnectWiseSettings,
     FreshdeskSecrets, FreshdeskSettings, HaloSecrets, HaloSettings,
 };
 use crate::psa::PsaKind;
-use crate::storage::{DuoAccountRow, NewPsaConnection, Store};
+use crate::secret::Secret;
+use crate::storage::{DuoAccountRow, DuoDirectoryKeys, MspChildAccess, NewPsaConnection, Store};
+use crate::verify::ports::CallerCodeVia;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,14 +101,110 @@ pub struct OrganizationSetup {
     pub duo: DuoSetup,
 }
 
+/// An organization's Duo account in one of two forms: its own Auth and Admin API applications
+/// (`api_host`, `admin_ikey`, `admin_skey`), or the child account's Auth API application with
+/// an MSP parent's Accounts API keys (`accounts_api_host`, `accounts_ikey`, `accounts_skey`,
+/// `child_account_id`); the child's API hostname is then read from Duo's account list.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DuoSetup {
-    pub api_host: String,
+    #[serde(default)]
+    pub api_host: Option<String>,
     pub auth_ikey: String,
     pub auth_skey: String,
-    pub admin_ikey: String,
-    pub admin_skey: String,
+    #[serde(default)]
+    pub admin_ikey: Option<String>,
+    #[serde(default)]
+    pub admin_skey: Option<String>,
+    #[serde(default)]
+    pub accounts_api_host: Option<String>,
+    #[serde(default)]
+    pub accounts_ikey: Option<String>,
+    #[serde(default)]
+    pub accounts_skey: Option<String>,
+    #[serde(default)]
+    pub child_account_id: Option<String>,
+    /// `push_details` (default) or `verification_push`.
+    #[serde(default)]
+    pub caller_code: Option<String>,
+}
+
+/// The two forms of [`DuoSetup`], checked.
+enum DuoForm<'a> {
+    Direct {
+        api_host: &'a str,
+        admin_ikey: &'a str,
+        admin_skey: &'a str,
+    },
+    Msp {
+        accounts_api_host: &'a str,
+        accounts_ikey: &'a str,
+        accounts_skey: &'a str,
+        child_account_id: &'a str,
+    },
+}
+
+impl DuoSetup {
+    fn form(&self) -> anyhow::Result<DuoForm<'_>> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        let msp = [
+            ("accounts_api_host", &self.accounts_api_host),
+            ("accounts_ikey", &self.accounts_ikey),
+            ("accounts_skey", &self.accounts_skey),
+            ("child_account_id", &self.child_account_id),
+        ];
+        let direct = [
+            ("api_host", &self.api_host),
+            ("admin_ikey", &self.admin_ikey),
+            ("admin_skey", &self.admin_skey),
+        ];
+        let host = |name: &str, value: &str| -> anyhow::Result<()> {
+            if crate::duo::client::parse_api_host(value).is_err() {
+                bail!("duo.{name} {value:?} is not an API hostname");
+            }
+            Ok(())
+        };
+        if msp.iter().any(|(_, v)| v.is_some()) {
+            if let Some((name, _)) = direct.iter().find(|(_, v)| v.is_some()) {
+                bail!(
+                    "duo.{name} does not go with an MSP parent's keys: the child account's \
+                     API hostname comes from Duo's account list"
+                );
+            }
+            if let Some((name, _)) = msp.iter().find(|(_, v)| given(v).is_none()) {
+                bail!("duo.{name} is empty");
+            }
+            let value = |i: usize| given(msp[i].1).unwrap_or_default();
+            host("accounts_api_host", value(0))?;
+            return Ok(DuoForm::Msp {
+                accounts_api_host: value(0),
+                accounts_ikey: value(1),
+                accounts_skey: value(2),
+                child_account_id: value(3),
+            });
+        }
+        if let Some((name, _)) = direct.iter().find(|(_, v)| given(v).is_none()) {
+            bail!("duo.{name} is empty (or give an MSP parent's accounts_* keys and child_account_id)");
+        }
+        let value = |i: usize| given(direct[i].1).unwrap_or_default();
+        host("api_host", value(0))?;
+        Ok(DuoForm::Direct {
+            api_host: value(0),
+            admin_ikey: value(1),
+            admin_skey: value(2),
+        })
+    }
+
+    fn caller_code(&self) -> anyhow::Result<CallerCodeVia> {
+        match self.caller_code.as_deref().map(str::trim) {
+            None | Some("") => Ok(CallerCodeVia::PushDetails),
+            Some(v) => CallerCodeVia::parse(v).with_context(|| {
+                format!("duo.caller_code {v:?} is neither push_details nor verification_push")
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,17 +305,14 @@ impl SetupFile {
         }
         for o in &self.organization {
             let d = &o.duo;
-            for (field, value) in [
-                ("api_host", &d.api_host),
-                ("auth_ikey", &d.auth_ikey),
-                ("auth_skey", &d.auth_skey),
-                ("admin_ikey", &d.admin_ikey),
-                ("admin_skey", &d.admin_skey),
-            ] {
+            for (field, value) in [("auth_ikey", &d.auth_ikey), ("auth_skey", &d.auth_skey)] {
                 if value.trim().is_empty() {
                     bail!("organization {:?}: duo.{field} is empty", o.name);
                 }
             }
+            d.form()
+                .and_then(|_| d.caller_code())
+                .with_context(|| format!("organization {:?}", o.name))?;
         }
         for c in &self.connectwise {
             url::Url::parse(&c.base_url)
@@ -265,6 +361,77 @@ impl SetupFile {
         Ok(())
     }
 
+    /// Each organization's Duo account as it will be stored (organization id 0 until it is
+    /// created). An MSP child is looked up in the parent's account list first: a child Duo
+    /// does not list stops the setup before anything is stored.
+    async fn duo_accounts(&self, key: &MasterKey) -> anyhow::Result<Vec<DuoAccountRow>> {
+        let mut rows = Vec::new();
+        for o in &self.organization {
+            let d = &o.duo;
+            let what = || format!("organization {:?}", o.name);
+            let auth_ikey = d.auth_ikey.trim();
+            let auth_skey = key.seal(d.auth_skey.trim());
+            let mut row = match d.form().with_context(what)? {
+                DuoForm::Direct {
+                    api_host,
+                    admin_ikey,
+                    admin_skey,
+                } => DuoAccountRow::direct(
+                    0,
+                    api_host,
+                    auth_ikey,
+                    auth_skey,
+                    admin_ikey,
+                    key.seal(admin_skey),
+                ),
+                DuoForm::Msp {
+                    accounts_api_host,
+                    accounts_ikey,
+                    accounts_skey,
+                    child_account_id,
+                } => {
+                    let parent = DuoClient::new(
+                        accounts_api_host,
+                        accounts_ikey,
+                        Secret::new(accounts_skey),
+                    )
+                    .with_context(what)?;
+                    let children = parent.list_child_accounts().await.with_context(|| {
+                        format!("{}: listing the MSP parent's child accounts", what())
+                    })?;
+                    let child = children
+                        .into_iter()
+                        .find(|c| c.account_id.as_str() == child_account_id)
+                        .with_context(|| {
+                            format!(
+                                "{}: Duo lists no child account {child_account_id:?} for these \
+                                 Accounts API keys",
+                                what()
+                            )
+                        })?;
+                    DuoAccountRow {
+                        organization_id: 0,
+                        api_host: parent.child_base_url(&child),
+                        auth_ikey: auth_ikey.to_owned(),
+                        auth_skey_sealed: auth_skey,
+                        directory: DuoDirectoryKeys::AccountsApi(MspChildAccess {
+                            parent_api_host: accounts_api_host.to_owned(),
+                            ikey: accounts_ikey.to_owned(),
+                            skey_sealed: key.seal(accounts_skey),
+                            account_id: child.account_id.0,
+                            name: child.name,
+                            api_hostname: child.api_hostname,
+                        }),
+                        caller_code: CallerCodeVia::PushDetails,
+                    }
+                }
+            };
+            row.caller_code = d.caller_code().with_context(what)?;
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
     /// Stores everything; returns one line per PSA connection with the URL its PSA calls.
     pub async fn apply(
         &self,
@@ -272,19 +439,12 @@ impl SetupFile {
         key: &MasterKey,
         public_url: &str,
     ) -> anyhow::Result<Vec<String>> {
+        let accounts = self.duo_accounts(key).await?;
         let mut orgs = std::collections::HashMap::new();
-        for o in &self.organization {
+        for (o, mut account) in self.organization.iter().zip(accounts) {
             let id = store.create_organization(&o.name).await?;
-            store
-                .save_duo_account(&DuoAccountRow {
-                    organization_id: id,
-                    api_host: o.duo.api_host.trim().to_owned(),
-                    auth_ikey: o.duo.auth_ikey.trim().to_owned(),
-                    auth_skey_sealed: key.seal(o.duo.auth_skey.trim()),
-                    admin_ikey: o.duo.admin_ikey.trim().to_owned(),
-                    admin_skey_sealed: key.seal(o.duo.admin_skey.trim()),
-                })
-                .await?;
+            account.organization_id = id;
+            store.save_duo_account(&account).await?;
             orgs.insert(o.name.as_str(), id);
         }
         let mut lines = Vec::new();
@@ -410,6 +570,73 @@ client_id = "id"
 pod_origins = {pod_origins}
 "#
         ))
+    }
+
+    const MSP_ORG: &str = r#"
+[[organization]]
+name = "Northwind"
+[organization.duo]
+auth_ikey = "DICHILDAUTH"
+auth_skey = "c"
+accounts_api_host = "api-parent.duosecurity.com"
+accounts_ikey = "DIACCOUNTS"
+accounts_skey = "p"
+child_account_id = "DACHILD"
+caller_code = "verification_push"
+"#;
+
+    #[test]
+    fn an_msp_child_form_is_read_with_its_caller_code_setting() {
+        let file = parse(MSP_ORG).expect("valid");
+        let duo = &file.organization[0].duo;
+        assert!(matches!(
+            duo.form(),
+            Ok(DuoForm::Msp {
+                child_account_id: "DACHILD",
+                ..
+            })
+        ));
+        assert_eq!(
+            duo.caller_code().expect("setting"),
+            CallerCodeVia::VerificationPush
+        );
+        let direct = parse(ORG).expect("valid");
+        assert_eq!(
+            direct.organization[0].duo.caller_code().expect("default"),
+            CallerCodeVia::PushDetails
+        );
+    }
+
+    #[test]
+    fn mixed_incomplete_or_unknown_duo_forms_are_refused() {
+        for (text, expected) in [
+            (
+                MSP_ORG.replace("caller_code", "api_host = \"api-1.duosecurity.com\"\n#"),
+                "duo.api_host does not go with",
+            ),
+            (
+                MSP_ORG.replace("child_account_id = \"DACHILD\"", ""),
+                "duo.child_account_id is empty",
+            ),
+            (
+                MSP_ORG.replace("\"verification_push\"", "\"sms\""),
+                "neither push_details nor verification_push",
+            ),
+            (
+                ORG.replace("admin_skey = \"b\"", ""),
+                "duo.admin_skey is empty",
+            ),
+            (
+                ORG.replace("api-1.duosecurity.com", "https://x/path"),
+                "not an API hostname",
+            ),
+        ] {
+            let err = parse(&text)
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
     }
 
     #[test]

@@ -5,10 +5,10 @@ use std::time::Duration;
 use deskproof::duo::client::{RetryPolicy, Timeouts, V2_SHA1, V2_SHA512};
 use deskproof::duo::{
     DuoClient, DuoError, PreauthResult, PushOutcome, PushRefusal, PushRequest, SignatureVersion,
-    UserStatus,
+    UserStatus, VerificationResult,
 };
 use deskproof::secret::Secret;
-use deskproof::sim::duo::{DuoSim, RateScope, SimKeys, SimUser, TimeoutStyle};
+use deskproof::sim::duo::{DuoSim, PushKind, PushState, RateScope, SimKeys, SimUser, TimeoutStyle};
 
 fn fast(client: DuoClient) -> DuoClient {
     client
@@ -17,6 +17,7 @@ fn fast(client: DuoClient) -> DuoClient {
             call: Duration::from_secs(5),
             long_poll: Duration::from_secs(5),
             min_poll_interval: Duration::from_millis(5),
+            verification_poll_interval: Duration::from_millis(20),
         })
 }
 
@@ -445,4 +446,192 @@ async fn latency_is_added_to_every_call() {
     let started = std::time::Instant::now();
     auth.check().await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(50));
+}
+
+/// A simulator whose Admin application may write, with alex; the Admin client and alex.
+async fn verification_setup() -> (DuoSim, DuoClient, deskproof::duo::DuoUser) {
+    let sim = sim().await;
+    sim.set_admin_write_allowed(true);
+    let id = sim.add_user(alex());
+    let admin = client(&sim.admin_keys());
+    let user = admin.user_by_id(&id).await.unwrap().expect("alex");
+    (sim, admin, user)
+}
+
+#[tokio::test]
+async fn a_verification_push_shows_duo_s_confirmation_code_and_reports_each_answer() {
+    for (answer, expected) in [
+        (PushState::Approved, VerificationResult::Approve),
+        (PushState::Denied, VerificationResult::Deny),
+        (PushState::Fraud, VerificationResult::Fraud),
+    ] {
+        let (sim, admin, user) = verification_setup().await;
+        let phone = user
+            .verification_phone()
+            .expect("push phone")
+            .phone_id
+            .clone();
+
+        let sent = admin
+            .send_verification_push(&user.user_id, &phone)
+            .await
+            .unwrap();
+        let on_phone = sim
+            .pending_pushes("alex.example")
+            .pop()
+            .expect("on the phone");
+        assert_eq!(on_phone.kind, PushKind::Verification);
+        assert_eq!(on_phone.txid.as_str(), sent.push_id.as_str());
+        assert_eq!(
+            on_phone.confirmation_code.as_deref(),
+            Some(sent.confirmation_code.as_str())
+        );
+        assert_eq!(on_phone.phone_id.as_deref(), Some(phone.as_str()));
+        assert_eq!(
+            admin
+                .verification_push_response(&user.user_id, &sent.push_id)
+                .await
+                .unwrap(),
+            Some(VerificationResult::Waiting)
+        );
+
+        assert!(sim.decide(&on_phone.txid, answer));
+        let result = admin
+            .wait_for_verification(&user.user_id, &sent.push_id, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(result, Some(expected));
+    }
+}
+
+#[tokio::test]
+async fn a_verification_push_answer_is_gone_after_the_expiry_which_means_timed_out() {
+    let (sim, admin, user) = verification_setup().await;
+    sim.set_verification_push_expiry(Duration::from_millis(300));
+    let phone = user
+        .verification_phone()
+        .expect("push phone")
+        .phone_id
+        .clone();
+    let sent = admin
+        .send_verification_push(&user.user_id, &phone)
+        .await
+        .unwrap();
+
+    let result = admin
+        .wait_for_verification(&user.user_id, &sent.push_id, Duration::from_secs(3))
+        .await
+        .unwrap();
+
+    assert_eq!(result, None, "404 once the push has expired");
+    assert!(sim.pending_pushes("alex.example").is_empty());
+    // An answer given in time is readable until the expiry, then gone as well.
+    let sent = admin
+        .send_verification_push(&user.user_id, &phone)
+        .await
+        .unwrap();
+    sim.approve_latest("alex.example").expect("pending");
+    assert_eq!(
+        admin
+            .verification_push_response(&user.user_id, &sent.push_id)
+            .await
+            .unwrap(),
+        Some(VerificationResult::Approve)
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        admin
+            .verification_push_response(&user.user_id, &sent.push_id)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn an_admin_application_without_write_permission_cannot_send_a_verification_push() {
+    let (sim, admin, user) = verification_setup().await;
+    sim.set_admin_write_allowed(false);
+    let phone = user
+        .verification_phone()
+        .expect("push phone")
+        .phone_id
+        .clone();
+
+    let refused = admin.send_verification_push(&user.user_id, &phone).await;
+
+    assert!(
+        matches!(
+            refused,
+            Err(DuoError::Forbidden {
+                code: Some(40301),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(sim.pushes().is_empty(), "nothing reached the phone");
+    // Reading still works: the permissions are separate.
+    assert!(admin.user_by_id(&user.user_id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_phone_that_cannot_push_is_refused_with_400_naming_phone_id() {
+    let sim = sim().await;
+    sim.set_admin_write_allowed(true);
+    let id = sim.add_user(SimUser::new("lee").sms_only_phone("+15555550104"));
+    let admin = client(&sim.admin_keys());
+    let user = admin.user_by_id(&id).await.unwrap().expect("lee");
+    assert!(user.verification_phone().is_none());
+
+    let refused = admin
+        .send_verification_push(&user.user_id, &user.phones[0].phone_id)
+        .await;
+
+    assert!(
+        matches!(&refused, Err(DuoError::InvalidParameters { detail }) if detail == "phone_id"),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn accounts_keys_send_a_verification_push_on_a_child_but_reach_no_auth_api() {
+    let sim = sim().await;
+    let child = sim.add_child_account("Fabrikam");
+    let id = sim.add_user_to(&child, alex());
+    let accounts = client(&sim.accounts_keys());
+    let children = accounts.list_child_accounts().await.unwrap();
+    let on_child = accounts.for_child_account(&children[0]).unwrap();
+    let user = on_child.user_by_id(&id).await.unwrap().expect("alex");
+    let phone = user
+        .verification_phone()
+        .expect("push phone")
+        .phone_id
+        .clone();
+
+    let sent = on_child
+        .send_verification_push(&user.user_id, &phone)
+        .await
+        .unwrap();
+
+    let push = sim.pending_pushes("alex.example").pop().expect("pushed");
+    assert_eq!(push.account_id, child);
+    assert_eq!(push.txid.as_str(), sent.push_id.as_str());
+    // The Accounts keys do not check a child's Auth API; the child's own Auth keys do.
+    assert!(matches!(
+        accounts.check().await,
+        Err(DuoError::InvalidIntegrationKey)
+    ));
+    let child_auth = client(&sim.child_auth_keys(&child));
+    child_auth.check().await.unwrap();
+    assert!(matches!(
+        child_auth.preauth("alex.example").await.unwrap(),
+        PreauthResult::Auth { .. }
+    ));
+    // Without the write permission on children, the Accounts keys get Duo's 403.
+    sim.set_accounts_permissions(true, false);
+    assert!(matches!(
+        on_child.send_verification_push(&user.user_id, &phone).await,
+        Err(DuoError::Forbidden { .. })
+    ));
 }

@@ -339,3 +339,135 @@ async fn the_phone_page_shows_the_push_text_and_its_buttons_decide_it() {
         .unwrap();
     assert_eq!(again.status().as_u16(), 409);
 }
+
+/// The simulator with an Admin application allowed to write, and alex's user id and phone.
+async fn writable_sim() -> (DuoSim, String, String, String) {
+    let (sim, url) = DuoSim::start().await.unwrap();
+    sim.set_admin_write_allowed(true);
+    let user = SimUser::new("alex").push_phone("+15555550101");
+    let phone = user.phones[0].phone_id.clone();
+    let id = sim.add_user(user);
+    (sim, url, id.0, phone)
+}
+
+#[tokio::test]
+async fn a_verification_push_with_a_bad_signature_is_40103_and_sends_nothing() {
+    let (sim, url, user, phone) = writable_sim().await;
+    let path = format!("/admin/v1/users/{user}/send_verification_push");
+    let wrong = SimKeys {
+        skey: deskproof::secret::Secret::new("not-the-admin-secret-key-000000000000000"),
+        ..sim.admin_keys()
+    };
+    let got = Req::post_form(&path, &[("phone_id", &phone)])
+        .send(&url, Some(&wrong))
+        .await;
+    assert_duo_error(&got, 40103, None);
+    // Auth API keys are not Admin API keys.
+    let got = Req::post_form(&path, &[("phone_id", &phone)])
+        .send(&url, Some(&sim.auth_keys()))
+        .await;
+    assert_duo_error(&got, 40102, None);
+    assert!(sim.pushes().is_empty(), "{:?}", sim.pushes());
+}
+
+#[tokio::test]
+async fn a_verification_push_needs_a_phone_id_of_an_activated_push_phone_and_a_known_user() {
+    let (sim, url, user, phone) = writable_sim().await;
+    let keys = sim.admin_keys();
+    let path = format!("/admin/v1/users/{user}/send_verification_push");
+    let got = Req::post_form(&path, &[]).send(&url, Some(&keys)).await;
+    assert_duo_error(&got, 40002, Some("phone_id"));
+    let got = Req::post_form(&path, &[("phone_id", "DPNOSUCHPHONE")])
+        .send(&url, Some(&keys))
+        .await;
+    assert_duo_error(&got, 40002, Some("phone_id"));
+    let landline = SimUser::new("lee").sms_only_phone("+15555550104");
+    let landline_phone = landline.phones[0].phone_id.clone();
+    let lee = sim.add_user(landline);
+    let got = Req::post_form(
+        &format!("/admin/v1/users/{lee}/send_verification_push"),
+        &[("phone_id", &landline_phone)],
+    )
+    .send(&url, Some(&keys))
+    .await;
+    assert_duo_error(&got, 40002, Some("phone_id"));
+    let got = Req::post_form(
+        "/admin/v1/users/DUNOSUCHUSER/send_verification_push",
+        &[("phone_id", &phone)],
+    )
+    .send(&url, Some(&keys))
+    .await;
+    assert_duo_error(&got, 40401, None);
+    // GET is not how a push is sent.
+    let got = Req::get(&path, &[("phone_id", &phone)])
+        .send(&url, Some(&keys))
+        .await;
+    assert_duo_error(&got, 40501, None);
+    assert!(sim.pushes().is_empty(), "{:?}", sim.pushes());
+}
+
+#[tokio::test]
+async fn a_verification_push_response_needs_the_push_id_of_that_user() {
+    let (sim, url, user, phone) = writable_sim().await;
+    let keys = sim.admin_keys();
+    let sent = Req::post_form(
+        &format!("/admin/v1/users/{user}/send_verification_push"),
+        &[("phone_id", &phone)],
+    )
+    .send(&url, Some(&keys))
+    .await;
+    assert_eq!(sent.0, 200, "{}", sent.1);
+    let push_id = sent.1["response"]["push_id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/v1/users/{user}/verification_push_response");
+
+    let got = Req::get(&path, &[]).send(&url, Some(&keys)).await;
+    assert_duo_error(&got, 40002, Some("push_id"));
+    let got = Req::get(&path, &[("push_id", "no-such-push")])
+        .send(&url, Some(&keys))
+        .await;
+    assert_duo_error(&got, 40401, None);
+    let other = sim.add_user(SimUser::new("megan").push_phone("+15555550102"));
+    let got = Req::get(
+        &format!("/admin/v1/users/{other}/verification_push_response"),
+        &[("push_id", &push_id)],
+    )
+    .send(&url, Some(&keys))
+    .await;
+    assert_duo_error(&got, 40401, None);
+    let got = Req::get(&path, &[("push_id", &push_id)])
+        .send(&url, Some(&keys))
+        .await;
+    assert_eq!(got.1["response"]["result"], "waiting", "{}", got.1);
+}
+
+#[tokio::test]
+async fn accounts_keys_reach_a_child_only_with_its_account_id() {
+    let (sim, url) = DuoSim::start().await.unwrap();
+    let child = sim.add_child_account("Fabrikam");
+    sim.add_user_to(&child, SimUser::new("fab.user"));
+    let keys = sim.accounts_keys();
+    let got = Req::get("/admin/v1/users", &[])
+        .send(&url, Some(&keys))
+        .await;
+    assert_duo_error(&got, 40002, Some("account_id"));
+    // The parent's own account is not one of its children.
+    let parent = sim.main_account_id();
+    let got = Req::get("/admin/v1/users", &[("account_id", parent.as_str())])
+        .send(&url, Some(&keys))
+        .await;
+    assert_duo_error(&got, 40002, Some("account_id"));
+    let got = Req::get("/admin/v1/users", &[("account_id", "DANOSUCHACCOUNT")])
+        .send(&url, Some(&keys))
+        .await;
+    assert_duo_error(&got, 40002, Some("account_id"));
+    let got = Req::get("/admin/v1/users", &[("account_id", child.as_str())])
+        .send(&url, Some(&keys))
+        .await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    assert_eq!(got.1["response"][0]["username"], "fab.user");
+    // Accounts keys are no Auth API keys, not even the child's.
+    let got = Req::get("/auth/v2/check", &[("account_id", child.as_str())])
+        .send(&url, Some(&keys))
+        .await;
+    assert_duo_error(&got, 40102, None);
+}

@@ -2,7 +2,15 @@
 
 use deskproof::crypto::MasterKey;
 use deskproof::rotate;
-use deskproof::storage::{self, DuoAccountRow, NewPsaConnection};
+use deskproof::storage::{self, DuoAccountRow, DuoDirectoryKeys, MspChildAccess, NewPsaConnection};
+
+/// The sealed secret key of the account's directory keys (Admin API or Accounts API).
+fn directory_secret(row: &DuoAccountRow) -> &str {
+    match &row.directory {
+        DuoDirectoryKeys::AdminApi { skey_sealed, .. } => skey_sealed,
+        DuoDirectoryKeys::AccountsApi(child) => &child.skey_sealed,
+    }
+}
 
 async fn seeded(key: &MasterKey) -> (tempfile::TempDir, deskproof::storage::Store, i64) {
     let dir = tempfile::tempdir().expect("dir");
@@ -11,16 +19,36 @@ async fn seeded(key: &MasterKey) -> (tempfile::TempDir, deskproof::storage::Stor
         .expect("store");
     let org = store.create_organization("Contoso").await.expect("org");
     store
-        .save_duo_account(&DuoAccountRow {
-            organization_id: org,
-            api_host: "api-1.duosecurity.com".into(),
-            auth_ikey: "DIAUTH".into(),
-            auth_skey_sealed: key.seal("auth secret"),
-            admin_ikey: "DIADMIN".into(),
-            admin_skey_sealed: key.seal("admin secret"),
-        })
+        .save_duo_account(&DuoAccountRow::direct(
+            org,
+            "api-1.duosecurity.com",
+            "DIAUTH",
+            key.seal("auth secret"),
+            "DIADMIN",
+            key.seal("admin secret"),
+        ))
         .await
         .expect("duo");
+    // An MSP child: its own Auth API key and the parent's Accounts API key, no Admin API key.
+    let msp = store.create_organization("Northwind").await.expect("org");
+    store
+        .save_duo_account(&DuoAccountRow {
+            organization_id: msp,
+            api_host: "api-child.duosecurity.com".into(),
+            auth_ikey: "DICHILDAUTH".into(),
+            auth_skey_sealed: key.seal("child auth secret"),
+            directory: DuoDirectoryKeys::AccountsApi(MspChildAccess {
+                parent_api_host: "api-parent.duosecurity.com".into(),
+                ikey: "DIACCOUNTS".into(),
+                skey_sealed: key.seal("accounts secret"),
+                account_id: "DACHILD".into(),
+                name: "Northwind".into(),
+                api_hostname: "api-child.duosecurity.com".into(),
+            }),
+            caller_code: Default::default(),
+        })
+        .await
+        .expect("msp duo");
     let conn = store
         .create_psa_connection(&NewPsaConnection {
             kind: "connectwise".into(),
@@ -41,19 +69,26 @@ async fn rotation_reseals_every_secret_so_only_the_new_key_opens_them() {
     let new_file = key_dir.path().join("new.key");
 
     let count = rotate::run(&store, &old, &new_file).await.expect("rotates");
-    assert_eq!(count, 3);
+    assert_eq!(
+        count, 5,
+        "two Duo keys per organization and the PSA secrets"
+    );
 
     let new = MasterKey::load_or_create(&new_file).expect("the new key file was written");
     let duo = store.duo_account(1).await.expect("read").expect("account");
+    let msp = store.duo_account(2).await.expect("read").expect("account");
+    assert!(matches!(msp.directory, DuoDirectoryKeys::AccountsApi(_)));
     let cw = store
         .psa_connection(conn)
         .await
         .expect("read")
         .expect("conn");
     for (sealed, plain) in [
-        (&duo.auth_skey_sealed, "auth secret"),
-        (&duo.admin_skey_sealed, "admin secret"),
-        (&cw.secrets_sealed, r#"{"private_key":"cw secret"}"#),
+        (duo.auth_skey_sealed.as_str(), "auth secret"),
+        (directory_secret(&duo), "admin secret"),
+        (msp.auth_skey_sealed.as_str(), "child auth secret"),
+        (directory_secret(&msp), "accounts secret"),
+        (cw.secrets_sealed.as_str(), r#"{"private_key":"cw secret"}"#),
     ] {
         assert_eq!(
             new.open(sealed).expect("opens with the new key").expose(),
@@ -105,14 +140,14 @@ async fn the_rotate_key_command_reseals_the_configured_database() {
         let store = storage::connect(&db_url).await.expect("store");
         let org = store.create_organization("Contoso").await.expect("org");
         store
-            .save_duo_account(&DuoAccountRow {
-                organization_id: org,
-                api_host: "api-1.duosecurity.com".into(),
-                auth_ikey: "DIAUTH".into(),
-                auth_skey_sealed: old.seal("auth secret"),
-                admin_ikey: "DIADMIN".into(),
-                admin_skey_sealed: old.seal("admin secret"),
-            })
+            .save_duo_account(&DuoAccountRow::direct(
+                org,
+                "api-1.duosecurity.com",
+                "DIAUTH",
+                old.seal("auth secret"),
+                "DIADMIN",
+                old.seal("admin secret"),
+            ))
             .await
             .expect("duo");
     }
@@ -141,7 +176,7 @@ async fn the_rotate_key_command_reseals_the_configured_database() {
         new.open(&duo.auth_skey_sealed).expect("opens").expose(),
         "auth secret"
     );
-    assert!(old.open(&duo.admin_skey_sealed).is_err());
+    assert!(old.open(directory_secret(&duo)).is_err());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -5,8 +5,10 @@ use std::collections::HashSet;
 
 use app::model::Role;
 use deskproof::storage::{
-    self, AuditEntry, Lane, NewAttempt, NewJob, NewPsaConnection, NewUser, StorageError, Store,
+    self, AuditEntry, DuoAccountRow, DuoDirectoryKeys, Lane, MspChildAccess, NewAttempt, NewJob,
+    NewPsaConnection, NewUser, StorageError, Store,
 };
+use deskproof::verify::ports::CallerCodeVia;
 
 struct Fresh {
     _dir: tempfile::TempDir,
@@ -316,4 +318,103 @@ async fn a_process_stopping_cleanly_hands_back_only_its_own_jobs() {
         .await
         .expect("claim")
         .is_none());
+}
+
+#[tokio::test]
+async fn duo_accounts_of_both_kinds_round_trip_and_switching_kind_clears_the_other_keys() {
+    let Fresh { store, _dir, url } = fresh().await;
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&url)
+        .await
+        .expect("second connection");
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db)
+                .await
+                .expect(sql)
+        }
+    };
+    let org = store.create_organization("Northwind").await.expect("org");
+    let direct = DuoAccountRow::direct(
+        org,
+        "api-1.example",
+        "DIAUTH",
+        "a".into(),
+        "DIADMIN",
+        "b".into(),
+    );
+    store.save_duo_account(&direct).await.expect("direct");
+    assert_eq!(store.duo_account(org).await.expect("read"), Some(direct));
+
+    let msp = DuoAccountRow {
+        organization_id: org,
+        api_host: "api-child.example".into(),
+        auth_ikey: "DICHILD".into(),
+        auth_skey_sealed: "c".into(),
+        directory: DuoDirectoryKeys::AccountsApi(MspChildAccess {
+            parent_api_host: "api-parent.example".into(),
+            ikey: "DIACCOUNTS".into(),
+            skey_sealed: "p".into(),
+            account_id: "DACHILD".into(),
+            name: "Northwind".into(),
+            api_hostname: "api-child.example".into(),
+        }),
+        caller_code: CallerCodeVia::VerificationPush,
+    };
+    store.save_duo_account(&msp).await.expect("msp");
+    assert_eq!(store.duo_account(org).await.expect("read"), Some(msp));
+    let admin_keys_left = count(
+        "SELECT COUNT(*) FROM duo_accounts WHERE admin_ikey <> '' OR admin_skey_sealed <> ''",
+    )
+    .await;
+    assert_eq!(
+        admin_keys_left, 0,
+        "no Admin API key stays behind an MSP child"
+    );
+
+    // Re-sealing touches the two secrets in use, not the empty Admin API columns.
+    let audit = AuditEntry {
+        actor: "test".into(),
+        action: "master key rotated".into(),
+        ..Default::default()
+    };
+    let resealed = store
+        .reseal_secrets(&|s: &str| Some(format!("re:{s}")), &audit)
+        .await
+        .expect("re-sealed");
+    assert_eq!(resealed, 2);
+    let row = store.duo_account(org).await.expect("read").expect("row");
+    assert_eq!(row.auth_skey_sealed, "re:c");
+    let DuoDirectoryKeys::AccountsApi(child) = &row.directory else {
+        panic!("{row:?}");
+    };
+    assert_eq!(child.skey_sealed, "re:p");
+
+    // Back to direct keys: the MSP columns are cleared.
+    let direct = DuoAccountRow::direct(
+        org,
+        "api-1.example",
+        "DIAUTH",
+        "a".into(),
+        "DIADMIN",
+        "b".into(),
+    );
+    store.save_duo_account(&direct).await.expect("direct again");
+    assert_eq!(store.duo_account(org).await.expect("read"), Some(direct));
+    let msp_keys_left = count(
+        "SELECT COUNT(*) FROM duo_accounts WHERE accounts_ikey IS NOT NULL \
+         OR accounts_skey_sealed IS NOT NULL OR child_account_id IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        msp_keys_left, 0,
+        "no Accounts API key stays behind direct keys"
+    );
+    let refused = store.reseal_secrets(&|_: &str| None, &audit).await;
+    assert!(
+        matches!(refused, Err(StorageError::Corrupt(_))),
+        "{refused:?}"
+    );
 }

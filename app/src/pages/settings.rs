@@ -4,9 +4,10 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::admin::{
-    admin_settings, psa_kind, AddUser, ConnectPsa, ConnectionView, FormReply, ResetPassword,
-    SaveConnection, SaveDuo, SaveMapping, SaveOrganization, SavePolicy, SetUserDisabled,
-    SettingsView, TestConnection, TestDuo, TestReply, POLICY_FIELDS, PSA_KINDS,
+    admin_settings, psa_kind, AddUser, ConnectPsa, ConnectionView, DuoChildrenReply, DuoView,
+    FormReply, ListDuoChildren, ResetPassword, SaveConnection, SaveDuo, SaveMapping,
+    SaveOrganization, SavePolicy, SetUserDisabled, SettingsView, TestConnection, TestDuo,
+    TestReply, CALLER_CODE_CHOICES, DUO_DIRECTORY_CHOICES, POLICY_FIELDS, PSA_KINDS,
 };
 use crate::api::error_text;
 use crate::model::Role;
@@ -300,36 +301,12 @@ fn Organization() -> impl IntoView {
     });
     let rename_reply = reply_signal!(rename);
     let duo_reply = reply_signal!(duo);
-    let test_reply = test_signal!(test);
     let policy_reply = reply_signal!(policy);
-    let duo_form = reset_after_save(duo_reply);
     with_settings(settings, move |s: SettingsView| {
         let org_id = id();
         let Some(org) = s.organizations.iter().find(|o| o.id == org_id).cloned() else {
             return view! { <p class="error">"No such organization."</p> }.into_any();
         };
-        let duo_view = org.duo.clone();
-        let host = duo_view
-            .as_ref()
-            .map(|d| d.api_host.clone())
-            .unwrap_or_default();
-        let auth_ikey = duo_view
-            .as_ref()
-            .map(|d| d.auth_ikey.clone())
-            .unwrap_or_default();
-        let admin_ikey = duo_view
-            .as_ref()
-            .map(|d| d.admin_ikey.clone())
-            .unwrap_or_default();
-        let secret_state = |set: bool| {
-            if set {
-                "set — leave blank to keep"
-            } else {
-                "not set"
-            }
-        };
-        let auth_set = duo_view.as_ref().is_some_and(|d| d.auth_skey_set);
-        let admin_set = duo_view.as_ref().is_some_and(|d| d.admin_skey_set);
         let inherited = s
             .policy_builtin
             .iter()
@@ -366,70 +343,7 @@ fn Organization() -> impl IntoView {
             </ActionForm>
 
             <h2>"Duo account"</h2>
-            <ActionForm
-                action=duo
-                node_ref=duo_form
-                attr:class="card form"
-                attr:data-testid="duo-form"
-            >
-                <input type="hidden" name="organization_id" value=org_id.to_string() />
-                <label for="api_host">"API hostname"</label>
-                <input
-                    id="api_host"
-                    name="fields[api_host]"
-                    value=host
-                    placeholder="api-xxxxxxxx.duosecurity.com"
-                />
-                <FieldError reply=duo_reply name="api_host" />
-                <label for="auth_ikey">"Auth API integration key"</label>
-                <input id="auth_ikey" name="fields[auth_ikey]" value=auth_ikey />
-                <FieldError reply=duo_reply name="auth_ikey" />
-                <label for="auth_skey">"Auth API secret key"</label>
-                <input
-                    id="auth_skey"
-                    name="fields[auth_skey]"
-                    type="password"
-                    autocomplete="off"
-                    placeholder=secret_state(auth_set)
-                />
-                <span class="muted" data-testid="auth-skey-state">
-                    {if auth_set { "set" } else { "not set" }}
-                </span>
-                <FieldError reply=duo_reply name="auth_skey" />
-                <label for="admin_ikey">"Admin API integration key"</label>
-                <input id="admin_ikey" name="fields[admin_ikey]" value=admin_ikey />
-                <FieldError reply=duo_reply name="admin_ikey" />
-                <label for="admin_skey">"Admin API secret key"</label>
-                <input
-                    id="admin_skey"
-                    name="fields[admin_skey]"
-                    type="password"
-                    autocomplete="off"
-                    placeholder=secret_state(admin_set)
-                />
-                <span class="muted" data-testid="admin-skey-state">
-                    {if admin_set { "set" } else { "not set" }}
-                </span>
-                <FieldError reply=duo_reply name="admin_skey" />
-                <FormStatus reply=duo_reply />
-                <div class="buttons">
-                    <button type="submit" class="primary" data-testid="save-duo">
-                        "Save Duo keys"
-                    </button>
-                    <button
-                        type="button"
-                        class="secondary"
-                        data-testid="test-duo"
-                        disabled=move || test.pending().get()
-                        on:click=move |_| {
-                            test.dispatch(TestDuo { organization_id: org_id });
-                        }
-                    >
-                        "Test"
-                    </button>
-                </div>
-                <TestResult reply=test_reply testid="duo-test-result" />
-            </ActionForm>
+            <DuoForm org_id duo_view=org.duo.clone() action=duo reply=duo_reply test />
 
             <h2>"Policy"</h2>
             <p class="muted">"Blank fields inherit the default shown."</p>
@@ -443,6 +357,282 @@ fn Organization() -> impl IntoView {
         }
         .into_any()
     })
+}
+
+/// Which of the Duo form's two buttons answered last: its errors are the ones shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DuoFormAction {
+    Save,
+    ListChildren,
+}
+
+/// An organization's Duo account: the Auth API keys, then direct Admin API keys or an MSP
+/// parent's Accounts API keys with a child account picked from Duo's list, and how the caller
+/// code travels.
+#[component]
+fn DuoForm(
+    org_id: i64,
+    duo_view: Option<DuoView>,
+    action: ServerAction<SaveDuo>,
+    reply: Signal<Option<FormReply>>,
+    test: ServerAction<TestDuo>,
+) -> impl IntoView {
+    let list = ServerAction::<ListDuoChildren>::new();
+    let last = RwSignal::new(DuoFormAction::Save);
+    Effect::new(move |_| {
+        if action.input().get().is_some() {
+            last.set(DuoFormAction::Save);
+        }
+    });
+    let list_reply = Signal::derive(move || match list.value().get() {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => Some(DuoChildrenReply {
+            errors: [("_form".to_owned(), error_text(&e))].into(),
+            children: Vec::new(),
+        }),
+        None => None,
+    });
+    // Field errors of whichever button was used last.
+    let errors = Signal::derive(move || match last.get() {
+        DuoFormAction::Save => reply.get(),
+        DuoFormAction::ListChildren => list_reply.get().map(|r| FormReply {
+            errors: r.errors,
+            message: None,
+        }),
+    });
+    let form = reset_after_save(reply);
+    let test_reply = test_signal!(test);
+    let d = duo_view.unwrap_or(DuoView {
+        api_host: String::new(),
+        auth_ikey: String::new(),
+        admin_ikey: String::new(),
+        auth_skey_set: false,
+        admin_skey_set: false,
+        directory: DUO_DIRECTORY_CHOICES[0].0.to_owned(),
+        accounts_api_host: String::new(),
+        accounts_ikey: String::new(),
+        accounts_skey_set: false,
+        child: None,
+        caller_code: CALLER_CODE_CHOICES[0].0.to_owned(),
+    });
+    let directory = RwSignal::new(d.directory.clone());
+    let msp = move || directory.get() == "accounts_api";
+    // The fields of the other choice stay in the form, out of sight; the server reads only
+    // the chosen kind's.
+    let shown = |visible: bool| if visible { "flex" } else { "none" };
+    let secret_state = |set: bool| {
+        if set {
+            "set — leave blank to keep"
+        } else {
+            "not set"
+        }
+    };
+    let stored_child = d.child.clone();
+    let stored_child_id = stored_child.as_ref().map(|c| c.account_id.clone());
+    // Duo's fresh list once asked for, else the child account stored.
+    let children = move || match list_reply.get() {
+        Some(r) if !r.children.is_empty() => r.children,
+        _ => stored_child.clone().into_iter().collect(),
+    };
+    let host_input = NodeRef::<leptos::html::Input>::new();
+    let ikey_input = NodeRef::<leptos::html::Input>::new();
+    let skey_input = NodeRef::<leptos::html::Input>::new();
+    let list_children = move |_| {
+        let value = |input: NodeRef<leptos::html::Input>| {
+            input.get_untracked().map(|i| i.value()).unwrap_or_default()
+        };
+        let fields = [
+            ("accounts_api_host", value(host_input)),
+            ("accounts_ikey", value(ikey_input)),
+            ("accounts_skey", value(skey_input)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        last.set(DuoFormAction::ListChildren);
+        list.dispatch(ListDuoChildren {
+            organization_id: org_id,
+            fields,
+        });
+    };
+    view! {
+        <ActionForm action node_ref=form attr:class="card form" attr:data-testid="duo-form">
+            <input type="hidden" name="organization_id" value=org_id.to_string() />
+            <fieldset class="choice" data-testid="duo-directory">
+                <legend>"Users are read with"</legend>
+                {DUO_DIRECTORY_CHOICES
+                    .iter()
+                    .map(|(value, label)| {
+                        let id = format!("directory-{value}");
+                        let label_for = id.clone();
+                        view! {
+                            <label for=label_for>
+                                <input
+                                    type="radio"
+                                    id=id
+                                    name="fields[directory]"
+                                    value=*value
+                                    checked=d.directory == *value
+                                    on:change=move |_| directory.set((*value).to_owned())
+                                />
+                                " "
+                                {*label}
+                            </label>
+                        }
+                    })
+                    .collect_view()}
+            </fieldset>
+            <FieldError reply=errors name="directory" />
+
+            <div class="form" style:display=move || shown(!msp())>
+                <label for="api_host">"API hostname"</label>
+                <input
+                    id="api_host"
+                    name="fields[api_host]"
+                    value=d.api_host.clone()
+                    placeholder="api-xxxxxxxx.duosecurity.com"
+                />
+                <FieldError reply=errors name="api_host" />
+            </div>
+            <div class="form" style:display=move || shown(msp()) data-testid="duo-msp">
+                <label for="accounts_api_host">"MSP parent's API hostname"</label>
+                <input
+                    id="accounts_api_host"
+                    name="fields[accounts_api_host]"
+                    node_ref=host_input
+                    value=d.accounts_api_host.clone()
+                    placeholder="api-xxxxxxxx.duosecurity.com"
+                />
+                <FieldError reply=errors name="accounts_api_host" />
+                <label for="accounts_ikey">"Accounts API integration key"</label>
+                <input
+                    id="accounts_ikey"
+                    name="fields[accounts_ikey]"
+                    node_ref=ikey_input
+                    value=d.accounts_ikey.clone()
+                />
+                <FieldError reply=errors name="accounts_ikey" />
+                <label for="accounts_skey">"Accounts API secret key"</label>
+                <input
+                    id="accounts_skey"
+                    name="fields[accounts_skey]"
+                    node_ref=skey_input
+                    type="password"
+                    autocomplete="off"
+                    placeholder=secret_state(d.accounts_skey_set)
+                />
+                <span class="muted" data-testid="accounts-skey-state">
+                    {if d.accounts_skey_set { "set" } else { "not set" }}
+                </span>
+                <FieldError reply=errors name="accounts_skey" />
+                <div class="buttons">
+                    <button
+                        type="button"
+                        class="secondary"
+                        data-testid="list-children"
+                        disabled=move || list.pending().get()
+                        on:click=list_children
+                    >
+                        "List child accounts"
+                    </button>
+                </div>
+                <label for="child_account_id">"Child account"</label>
+                <select id="child_account_id" name="fields[child_account_id]">
+                    <option value="">"Choose…"</option>
+                    {move || {
+                        children()
+                            .into_iter()
+                            .map(|c| {
+                                let selected = stored_child_id.as_deref() == Some(&c.account_id);
+                                view! {
+                                    <option value=c.account_id.clone() selected=selected>
+                                        {format!("{} ({})", c.name, c.api_hostname)}
+                                    </option>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </select>
+                <span class="muted help">
+                    "The child's users are read with the parent's Accounts API keys; pushes still \
+                     need the child's own Auth API application below."
+                </span>
+                <FieldError reply=errors name="child_account_id" />
+            </div>
+
+            <label for="auth_ikey">"Auth API integration key"</label>
+            <input id="auth_ikey" name="fields[auth_ikey]" value=d.auth_ikey.clone() />
+            <FieldError reply=errors name="auth_ikey" />
+            <label for="auth_skey">"Auth API secret key"</label>
+            <input
+                id="auth_skey"
+                name="fields[auth_skey]"
+                type="password"
+                autocomplete="off"
+                placeholder=secret_state(d.auth_skey_set)
+            />
+            <span class="muted" data-testid="auth-skey-state">
+                {if d.auth_skey_set { "set" } else { "not set" }}
+            </span>
+            <FieldError reply=errors name="auth_skey" />
+
+            <div class="form" style:display=move || shown(!msp())>
+                <label for="admin_ikey">"Admin API integration key"</label>
+                <input id="admin_ikey" name="fields[admin_ikey]" value=d.admin_ikey.clone() />
+                <FieldError reply=errors name="admin_ikey" />
+                <label for="admin_skey">"Admin API secret key"</label>
+                <input
+                    id="admin_skey"
+                    name="fields[admin_skey]"
+                    type="password"
+                    autocomplete="off"
+                    placeholder=secret_state(d.admin_skey_set)
+                />
+                <span class="muted" data-testid="admin-skey-state">
+                    {if d.admin_skey_set { "set" } else { "not set" }}
+                </span>
+                <FieldError reply=errors name="admin_skey" />
+            </div>
+
+            <label for="caller_code">"Code the caller reads back"</label>
+            <select id="caller_code" name="fields[caller_code]">
+                {CALLER_CODE_CHOICES
+                    .iter()
+                    .map(|(value, label)| {
+                        view! {
+                            <option value=*value selected=d.caller_code == *value>
+                                {*label}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+            <span class="muted help">
+                "With Duo's verification push, Duo's own text replaces the ticket text in the push, \
+                 and the Admin API keys need the \"Grant write resource\" permission; without it \
+                 deskproof sends the push with its own code in the details."
+            </span>
+            <FieldError reply=errors name="caller_code" />
+            <FormStatus reply=errors />
+            <div class="buttons">
+                <button type="submit" class="primary" data-testid="save-duo">
+                    "Save Duo keys"
+                </button>
+                <button
+                    type="button"
+                    class="secondary"
+                    data-testid="test-duo"
+                    disabled=move || test.pending().get()
+                    on:click=move |_| {
+                        test.dispatch(TestDuo { organization_id: org_id });
+                    }
+                >
+                    "Test"
+                </button>
+            </div>
+            <TestResult reply=test_reply testid="duo-test-result" />
+        </ActionForm>
+    }
 }
 
 #[component]

@@ -12,7 +12,7 @@ use super::error::DuoError;
 use super::signing::{self, DigestAlg, Params, SignatureVersion, SigningInput};
 use super::types::{
     AccountId, AuthStatus, ChildAccount, DuoUser, DuoUserId, PreauthResult, PushOutcome,
-    PushRequest, TxId,
+    PushRequest, TxId, VerificationPush, VerificationPushId, VerificationResult,
 };
 use crate::secret::Secret;
 
@@ -97,6 +97,8 @@ pub struct Timeouts {
     pub long_poll: Duration,
     /// Shortest time between two `auth_status` calls, in case a server does not long-poll.
     pub min_poll_interval: Duration,
+    /// Time between two reads of a verification push's result, which does not long-poll.
+    pub verification_poll_interval: Duration,
 }
 
 impl Default for Timeouts {
@@ -105,6 +107,8 @@ impl Default for Timeouts {
             call: Duration::from_secs(15),
             long_poll: Duration::from_secs(75),
             min_poll_interval: Duration::from_millis(500),
+            // Duo allows 300 single-object reads a minute per account (reference §8.1).
+            verification_poll_interval: Duration::from_secs(2),
         }
     }
 }
@@ -442,6 +446,78 @@ impl DuoClient {
         }
     }
 
+    // ---- Admin API: verification push -----------------------------------------------------
+
+    /// `POST /admin/v1/users/{user_id}/send_verification_push` to one of the user's phones;
+    /// Duo's answer carries the confirmation code shown in the push. Needs the "Grant write
+    /// resource" permission ([`DuoError::Forbidden`] otherwise).
+    ///
+    /// Never retried after a timeout or 5xx: the push may already be on the user's phone.
+    pub async fn send_verification_push(
+        &self,
+        user_id: &DuoUserId,
+        phone_id: &str,
+    ) -> Result<VerificationPush, DuoError> {
+        let path = format!(
+            "/admin/v1/users/{}/send_verification_push",
+            signing::encode_component(user_id.as_str())
+        );
+        let params = vec![("phone_id".to_owned(), phone_id.to_owned())];
+        let env = self
+            .call(Method::POST, &path, params, CallKind::Normal)
+            .await?;
+        decode(&path, env.response)
+    }
+
+    /// One `GET /admin/v1/users/{user_id}/verification_push_response`. `None` when Duo no
+    /// longer has the push: it answers 404 once 120 seconds have passed, so it timed out.
+    pub async fn verification_push_response(
+        &self,
+        user_id: &DuoUserId,
+        push_id: &VerificationPushId,
+    ) -> Result<Option<VerificationResult>, DuoError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            result: VerificationResult,
+        }
+        let path = format!(
+            "/admin/v1/users/{}/verification_push_response",
+            signing::encode_component(user_id.as_str())
+        );
+        let params = vec![("push_id".to_owned(), push_id.as_str().to_owned())];
+        match self
+            .call(Method::GET, &path, params, CallKind::Normal)
+            .await
+        {
+            Ok(env) => Ok(Some(decode::<Raw>(&path, env.response)?.result)),
+            Err(DuoError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a verification push's result every `verification_poll_interval` until it is
+    /// final or gone (`None`), or until `window` has passed (then `Waiting`): the endpoint
+    /// answers at once, so this stands in for a long poll.
+    pub async fn wait_for_verification(
+        &self,
+        user_id: &DuoUserId,
+        push_id: &VerificationPushId,
+        window: Duration,
+    ) -> Result<Option<VerificationResult>, DuoError> {
+        let deadline = Instant::now() + window;
+        loop {
+            let result = self.verification_push_response(user_id, push_id).await?;
+            if result != Some(VerificationResult::Waiting) {
+                return Ok(result);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(result);
+            }
+            tokio::time::sleep(self.timeouts.verification_poll_interval.min(left)).await;
+        }
+    }
+
     async fn users_query(&self, params: Params) -> Result<UsersPage, DuoError> {
         const PATH: &str = "/admin/v1/users";
         let env = self
@@ -473,18 +549,23 @@ impl DuoClient {
     /// A bare `api_hostname` keeps this client's scheme, so a parent reached over plain HTTP
     /// (the simulator) reaches its children the same way.
     pub fn for_child_account(&self, account: &ChildAccount) -> Result<DuoClient, DuoError> {
-        let api_host = if account.api_hostname.contains("://") {
-            account.api_hostname.clone()
-        } else {
-            format!("{}://{}", self.scheme, account.api_hostname)
-        };
-        let (scheme, host) = parse_api_host(&api_host)?;
+        let (scheme, host) = parse_api_host(&self.child_base_url(account))?;
         Ok(DuoClient {
             scheme,
             host,
             account_id: Some(account.account_id.clone()),
             ..self.clone()
         })
+    }
+
+    /// Where a child account is reached: its `api_hostname`, with this client's scheme when
+    /// Duo gives a bare host.
+    pub fn child_base_url(&self, account: &ChildAccount) -> String {
+        if account.api_hostname.contains("://") {
+            account.api_hostname.clone()
+        } else {
+            format!("{}://{}", self.scheme, account.api_hostname)
+        }
     }
 
     // ---- transport ------------------------------------------------------------------------

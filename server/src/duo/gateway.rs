@@ -1,16 +1,30 @@
-//! The verification flow's view of one Duo account: its Admin API directory and Auth API push.
+//! The verification flow's view of one Duo account: its Admin API directory, its Auth API push
+//! and the Admin API verification push.
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::duo::client::DuoClient;
 use crate::duo::error::DuoError;
-use crate::duo::types::{DuoUser, DuoUserId, PushOutcome, PushRefusal, PushRequest, TxId};
+use crate::duo::types::{
+    DuoUser, DuoUserId, PushOutcome, PushRefusal, PushRequest, TxId, VerificationPushId,
+};
 use crate::verify::matching::Candidate;
-use crate::verify::ports::{DuoGateway, Preauth, PushStatus, RemoteError};
+use crate::verify::ports::{
+    CallerCodeVia, DuoGateway, Preauth, PushStatus, RemoteError, VerificationPushError,
+    VerificationPushSent,
+};
+
+/// How long one [`DuoGateway::verification_status`] call keeps asking before it answers
+/// `Waiting`, like one Auth API long poll.
+const VERIFICATION_WAIT: Duration = Duration::from_secs(20);
 
 /// The two applications of one Duo account deskproof uses.
 pub struct DuoAccount {
     pub auth: DuoClient,
+    /// Admin API calls: the account's own Admin API keys, or an MSP parent's Accounts API
+    /// keys bound to the child account (see [`DuoClient::for_child_account`]).
     pub admin: DuoClient,
+    pub caller_code: CallerCodeVia,
 }
 
 fn remote(e: DuoError) -> RemoteError {
@@ -101,14 +115,80 @@ impl DuoGateway for DuoAccount {
             .auth_status(&TxId(txid.to_owned()))
             .await
             .map_err(remote)?;
-        Ok(match status.outcome() {
-            None => PushStatus::Waiting,
-            Some(PushOutcome::Approved) => PushStatus::Approved,
-            Some(PushOutcome::Denied) => PushStatus::Denied,
-            Some(PushOutcome::Fraud) => PushStatus::Fraud,
-            Some(PushOutcome::Bypass) => PushStatus::Bypass,
-            Some(PushOutcome::LockedOut) => PushStatus::LockedOut,
-            Some(PushOutcome::TimedOut) => PushStatus::TimedOut,
+        Ok(push_status(status.outcome()))
+    }
+
+    fn caller_code_via(&self) -> CallerCodeVia {
+        self.caller_code
+    }
+
+    async fn verification_push(
+        &self,
+        user_id: &str,
+    ) -> Result<VerificationPushSent, VerificationPushError> {
+        let user_id = DuoUserId(user_id.to_owned());
+        let user = self
+            .admin
+            .user_by_id(&user_id)
+            .await
+            .map_err(verification_error)?
+            .ok_or(VerificationPushError::UnknownUser)?;
+        // Limitation: a user with several push phones gets the push on the first one listed;
+        // Duo's Admin API offers no "auto" device here.
+        let phone = user
+            .verification_phone()
+            .ok_or(VerificationPushError::NoPushPhone)?;
+        let sent = self
+            .admin
+            .send_verification_push(&user_id, &phone.phone_id)
+            .await
+            .map_err(verification_error)?;
+        Ok(VerificationPushSent {
+            push_id: sent.push_id.0,
+            confirmation_code: sent.confirmation_code,
         })
+    }
+
+    async fn verification_status(
+        &self,
+        user_id: &str,
+        push_id: &str,
+    ) -> Result<PushStatus, RemoteError> {
+        let result = self
+            .admin
+            .wait_for_verification(
+                &DuoUserId(user_id.to_owned()),
+                &VerificationPushId(push_id.to_owned()),
+                VERIFICATION_WAIT,
+            )
+            .await
+            .map_err(remote)?;
+        Ok(match result {
+            // Duo keeps the answer for 120 s, then answers 404: the push timed out.
+            None => PushStatus::TimedOut,
+            Some(result) => push_status(result.outcome()),
+        })
+    }
+}
+
+fn push_status(outcome: Option<PushOutcome>) -> PushStatus {
+    match outcome {
+        None => PushStatus::Waiting,
+        Some(PushOutcome::Approved) => PushStatus::Approved,
+        Some(PushOutcome::Denied) => PushStatus::Denied,
+        Some(PushOutcome::Fraud) => PushStatus::Fraud,
+        Some(PushOutcome::Bypass) => PushStatus::Bypass,
+        Some(PushOutcome::LockedOut) => PushStatus::LockedOut,
+        Some(PushOutcome::TimedOut) => PushStatus::TimedOut,
+    }
+}
+
+fn verification_error(e: DuoError) -> VerificationPushError {
+    match e {
+        DuoError::Forbidden { code, ref message } => VerificationPushError::NotPermitted(format!(
+            "{e}: {message}{}",
+            code.map(|c| format!(" ({c})")).unwrap_or_default()
+        )),
+        other => VerificationPushError::Remote(remote(other)),
     }
 }

@@ -10,5 +10,6 @@ pub use error::DuoError;
 pub use signing::{DigestAlg, SignatureVersion};
 pub use types::{
     AccountId, AuthStatus, ChildAccount, Device, DeviceId, DuoUser, DuoUserId, Masked, Phone,
-    PreauthResult, PushOutcome, PushRefusal, PushRequest, TxId, UserStatus,
+    PreauthResult, PushOutcome, PushRefusal, PushRequest, TxId, UserStatus, VerificationPush,
+    VerificationPushId, VerificationResult,
 };

@@ -50,6 +50,10 @@ id_type!(
     /// A child account under an MSP parent (Accounts API).
     AccountId
 );
+id_type!(
+    /// An Admin API verification push (`push_id`).
+    VerificationPushId
+);
 
 /// Personal data that must never appear in logs: `Debug` shows only the last two characters.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -291,6 +295,66 @@ impl DuoUser {
     pub fn has_push_phone(&self) -> bool {
         self.phones.iter().any(Phone::can_push)
     }
+
+    /// The phone a verification push goes to: the first one that is activated and can push.
+    pub fn verification_phone(&self) -> Option<&Phone> {
+        self.phones.iter().find(|p| p.can_push())
+    }
+}
+
+/// Duo's text or number as a string: the type of `push_id` and `confirmation_code` in the
+/// verification push answers is not documented, so both are accepted.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string or a number, got {other}"
+        ))),
+    }
+}
+
+/// The answer of `POST /admin/v1/users/{user_id}/send_verification_push`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct VerificationPush {
+    #[serde(deserialize_with = "string_or_number_id")]
+    pub push_id: VerificationPushId,
+    /// Shown in the push, for the technician to have the caller read it back.
+    #[serde(deserialize_with = "string_or_number")]
+    pub confirmation_code: String,
+}
+
+fn string_or_number_id<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<VerificationPushId, D::Error> {
+    string_or_number(d).map(VerificationPushId)
+}
+
+/// `result` of `GET /admin/v1/users/{user_id}/verification_push_response`. These are not the
+/// Auth API's values (`approve`, not `allow`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerificationResult {
+    Approve,
+    Deny,
+    Fraud,
+    Waiting,
+    /// Anything undocumented.
+    #[serde(other)]
+    Unknown,
+}
+
+impl VerificationResult {
+    /// The final outcome, or `None` while the user has not answered. An unknown result ends
+    /// the push and is never an approval.
+    pub fn outcome(&self) -> Option<PushOutcome> {
+        match self {
+            VerificationResult::Approve => Some(PushOutcome::Approved),
+            VerificationResult::Deny | VerificationResult::Unknown => Some(PushOutcome::Denied),
+            VerificationResult::Fraud => Some(PushOutcome::Fraud),
+            VerificationResult::Waiting => None,
+        }
+    }
 }
 
 /// A child account of an MSP parent.
@@ -354,6 +418,67 @@ mod tests {
             status("deny", "locked_out").outcome(),
             Some(PushOutcome::LockedOut)
         );
+    }
+
+    #[test]
+    fn verification_push_answers_decode_with_text_or_numbers() {
+        let text: VerificationPush =
+            serde_json::from_str(r#"{"push_id":"abc-1","confirmation_code":"482913"}"#).unwrap();
+        assert_eq!(text.push_id.as_str(), "abc-1");
+        assert_eq!(text.confirmation_code, "482913");
+        let numbers: VerificationPush =
+            serde_json::from_str(r#"{"push_id":17,"confirmation_code":482913}"#).unwrap();
+        assert_eq!(numbers.push_id.as_str(), "17");
+        assert_eq!(numbers.confirmation_code, "482913");
+        assert!(serde_json::from_str::<VerificationPush>(r#"{"push_id":null}"#).is_err());
+    }
+
+    #[test]
+    fn verification_results_map_to_outcomes_and_unknown_never_approves() {
+        let read = |r: &str| -> VerificationResult {
+            serde_json::from_value(serde_json::Value::String(r.into())).unwrap()
+        };
+        assert_eq!(read("approve").outcome(), Some(PushOutcome::Approved));
+        assert_eq!(read("deny").outcome(), Some(PushOutcome::Denied));
+        assert_eq!(read("fraud").outcome(), Some(PushOutcome::Fraud));
+        assert_eq!(read("waiting").outcome(), None);
+        assert_eq!(read("allow"), VerificationResult::Unknown);
+        assert_eq!(read("allow").outcome(), Some(PushOutcome::Denied));
+    }
+
+    #[test]
+    fn the_verification_phone_is_activated_and_push_capable() {
+        let phone = |id: &str, activated: bool, caps: &[&str]| Phone {
+            phone_id: id.into(),
+            number: Masked::default(),
+            name: None,
+            platform: None,
+            kind: None,
+            activated,
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+        };
+        let mut user = DuoUser {
+            user_id: "DU1".into(),
+            username: "u".into(),
+            realname: None,
+            firstname: None,
+            lastname: None,
+            email: None,
+            status: UserStatus::Active,
+            is_enrolled: true,
+            aliases: Default::default(),
+            phones: vec![
+                phone("DPSMS", true, &["sms", "phone"]),
+                phone("DPNEW", false, &["push"]),
+                phone("DPOK", true, &["auto", "push"]),
+            ],
+        };
+        assert_eq!(
+            user.verification_phone().map(|p| p.phone_id.as_str()),
+            Some("DPOK")
+        );
+        user.phones.pop();
+        assert_eq!(user.verification_phone(), None);
     }
 
     #[test]

@@ -83,14 +83,14 @@ async fn store_tenant(
         .await?;
     let (auth_keys, admin_keys) = (duo.auth_keys(), duo.admin_keys());
     store
-        .save_duo_account(&DuoAccountRow {
+        .save_duo_account(&DuoAccountRow::direct(
             organization_id,
-            api_host: auth_keys.api_host.clone(),
-            auth_ikey: auth_keys.ikey.clone(),
-            auth_skey_sealed: key.seal(auth_keys.skey.expose()),
-            admin_ikey: admin_keys.ikey.clone(),
-            admin_skey_sealed: key.seal(admin_keys.skey.expose()),
-        })
+            &auth_keys.api_host,
+            &auth_keys.ikey,
+            key.seal(auth_keys.skey.expose()),
+            &admin_keys.ikey,
+            key.seal(admin_keys.skey.expose()),
+        ))
         .await?;
     let connection_id = store
         .create_psa_connection(&NewPsaConnection {
@@ -259,14 +259,14 @@ pub async fn seed_world_in(
     let organization_id = store.create_organization("Contoso").await?;
     let (auth_keys, admin_keys) = (duo.auth_keys(), duo.admin_keys());
     store
-        .save_duo_account(&DuoAccountRow {
+        .save_duo_account(&DuoAccountRow::direct(
             organization_id,
-            api_host: auth_keys.api_host.clone(),
-            auth_ikey: auth_keys.ikey.clone(),
-            auth_skey_sealed: key.seal(auth_keys.skey.expose()),
-            admin_ikey: admin_keys.ikey.clone(),
-            admin_skey_sealed: key.seal(admin_keys.skey.expose()),
-        })
+            &auth_keys.api_host,
+            &auth_keys.ikey,
+            key.seal(auth_keys.skey.expose()),
+            &admin_keys.ikey,
+            key.seal(admin_keys.skey.expose()),
+        ))
         .await?;
     let cw_config = cw.client_config();
     let settings = ConnectWiseSettings {
@@ -337,6 +337,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .email("adele.vance@fabrikam.example")
             .push_phone("+15555550301"),
     );
+    // Another one, a child account of the Duo MSP parent: its users are read with the parent's
+    // Accounts API keys, its pushes sent with its own Auth API keys.
+    let northwind = world.cw.add_company("Northwind");
+    world.cw.add_contact_at(
+        Some(northwind),
+        "Diego",
+        "Siciliani",
+        "diego.siciliani@northwind.example",
+    );
+    let northwind_duo = world.duo.add_child_account("Northwind");
+    world.duo.add_user_to(
+        &northwind_duo,
+        SimUser::new("diego.siciliani")
+            .name("Diego", "Siciliani")
+            .email("diego.siciliani@northwind.example")
+            .push_phone("+15555550401"),
+    );
+    // So that "Duo verification push" can be tried; the default setup asks only for read.
+    world.duo.set_admin_write_allowed(true);
     let url = app.url();
     println!();
     println!("deskproof demo is running at {url}");
@@ -411,6 +430,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "chris.doe1",
         "chris.doe2",
         "adele.vance",
+        "diego.siciliani",
     ] {
         println!("  phone {user}: {}", world.duo.phone_url(user));
     }
@@ -423,6 +443,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("  duo auth skey:  {}", auth.skey.expose());
     println!("  duo admin ikey: {}", admin.ikey);
     println!("  duo admin skey: {}", admin.skey.expose());
+    println!(
+        "Nor is ConnectWise company Northwind (company id {northwind}, contact Diego Siciliani),"
+    );
+    println!("a child account of the Duo MSP parent: choose \"MSP parent (Accounts API)\" with");
+    let (accounts, child_auth) = (
+        world.duo.accounts_keys(),
+        world.duo.child_auth_keys(&northwind_duo),
+    );
+    println!("  duo accounts api host: {}", accounts.api_host);
+    println!("  duo accounts ikey:     {}", accounts.ikey);
+    println!("  duo accounts skey:     {}", accounts.skey.expose());
+    println!("  duo child auth ikey:   {}", child_auth.ikey);
+    println!("  duo child auth skey:   {}", child_auth.skey.expose());
     println!();
     println!(
         "Contacts: Alex Example and Megan Bowen verify; Sam Sample is in bypass; Lee Landline"

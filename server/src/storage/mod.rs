@@ -4,6 +4,7 @@ use std::sync::Arc;
 use app::model::Role;
 
 use crate::policy::PolicySettings;
+use crate::verify::ports::CallerCodeVia;
 use crate::verify::rules::{PushLimits, Refusal};
 
 mod sql;
@@ -140,9 +141,10 @@ pub trait Storage: Send + Sync + 'static {
     async fn create_attempt(&self, attempt: &NewAttempt) -> Result<i64, StorageError>;
     async fn attempt(&self, id: i64) -> Result<Option<Attempt>, StorageError>;
     async fn attempts_for_case(&self, case_id: i64) -> Result<Vec<Attempt>, StorageError>;
-    /// Moves an attempt from `from` to the attempt's state and queues `note` (with the job that
-    /// posts it) in the same transaction. False, with nothing written, when the attempt was no
-    /// longer in `from`.
+    /// Moves an attempt from `from` to the attempt's state (with its Duo user, transaction id,
+    /// push kind, caller code, reason and end) and queues `note` (with the job that posts it)
+    /// in the same transaction. False, with nothing written, when the attempt was no longer in
+    /// `from`.
     async fn transition_attempt(
         &self,
         attempt: &Attempt,
@@ -254,7 +256,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Audit entries matching every set field of `filter`, newest first, at most
     /// `filter.limit` (oldest first when `filter.oldest_first`).
     async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError>;
-    /// Replaces every sealed secret (Duo secret keys, PSA connection secrets) with what
+    /// Replaces every sealed secret (Duo secret keys, MSP parents' Accounts API secret keys, PSA
+    /// connection secrets) with what
     /// `reseal` returns for it, and appends `audit`, all in one transaction. When `reseal`
     /// fails for any value nothing is written and the result is
     /// [`StorageError::Corrupt`]. Returns how many values were re-sealed.
@@ -317,11 +320,72 @@ pub struct Organization {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DuoAccountRow {
     pub organization_id: i64,
+    /// Where the Auth API application answers (for an MSP child: the child's API hostname).
     pub api_host: String,
     pub auth_ikey: String,
     pub auth_skey_sealed: String,
-    pub admin_ikey: String,
-    pub admin_skey_sealed: String,
+    /// How the account's user directory is read.
+    pub directory: DuoDirectoryKeys,
+    pub caller_code: CallerCodeVia,
+}
+
+impl DuoAccountRow {
+    /// An account with its own Auth and Admin API applications, caller code in push details.
+    pub fn direct(
+        organization_id: i64,
+        api_host: &str,
+        auth_ikey: &str,
+        auth_skey_sealed: String,
+        admin_ikey: &str,
+        admin_skey_sealed: String,
+    ) -> DuoAccountRow {
+        DuoAccountRow {
+            organization_id,
+            api_host: api_host.to_owned(),
+            auth_ikey: auth_ikey.to_owned(),
+            auth_skey_sealed,
+            directory: DuoDirectoryKeys::AdminApi {
+                ikey: admin_ikey.to_owned(),
+                skey_sealed: admin_skey_sealed,
+            },
+            caller_code: CallerCodeVia::PushDetails,
+        }
+    }
+}
+
+/// The keys that read an organization's Duo users (and send verification pushes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DuoDirectoryKeys {
+    /// The account's own Admin API application, on the account's API host.
+    AdminApi { ikey: String, skey_sealed: String },
+    /// An MSP parent's Accounts API application acting on one of its child accounts.
+    AccountsApi(MspChildAccess),
+}
+
+impl DuoDirectoryKeys {
+    /// `admin_api` or `accounts_api`, as stored and as forms name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DuoDirectoryKeys::AdminApi { .. } => DIRECTORY_ADMIN_API,
+            DuoDirectoryKeys::AccountsApi(_) => DIRECTORY_ACCOUNTS_API,
+        }
+    }
+}
+
+pub const DIRECTORY_ADMIN_API: &str = "admin_api";
+pub const DIRECTORY_ACCOUNTS_API: &str = "accounts_api";
+
+/// An MSP parent's Accounts API keys and the child account they act on, as Duo listed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MspChildAccess {
+    /// The parent's API hostname, where the child accounts are listed.
+    pub parent_api_host: String,
+    pub ikey: String,
+    pub skey_sealed: String,
+    pub account_id: String,
+    pub name: String,
+    /// The child's `api_hostname` as Duo returned it; Admin API calls go there.
+    pub api_hostname: String,
 }
 
 #[derive(Clone, Debug)]
@@ -379,10 +443,32 @@ pub struct Attempt {
     pub reason: Option<String>,
     pub created_at: String,
     pub finished_at: Option<String>,
-    /// The code shown in the push that the caller reads back.
+    /// The code shown in the push that the caller reads back: deskproof's own, or the
+    /// confirmation code Duo chose for a verification push.
     pub caller_code: Option<String>,
     /// For a refusal by the push policy: when (Unix seconds) the next push is allowed.
     pub next_push_at: Option<i64>,
+    /// Which push went out; `txid` is its transaction id or verification `push_id`.
+    pub push_kind: PushKind,
+}
+
+/// Which Duo API a push of an attempt went through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PushKind {
+    /// `POST /auth/v2/auth`, followed with `auth_status`.
+    #[default]
+    Auth,
+    /// The Admin API verification push, followed with `verification_push_response`.
+    Verification,
+}
+
+impl PushKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushKind::Auth => "auth",
+            PushKind::Verification => "verification",
+        }
+    }
 }
 
 /// Who a push is for and the limits in force, for [`Storage::claim_push`].

@@ -18,10 +18,12 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 use crate::policy::PolicySettings;
 
 use super::{
-    Attempt, AuditEntry, AuditFilter, AuditRecord, CompanyMappingRow, DuoAccountRow, Job, Lane,
-    NewAttempt, NewJob, NewNote, NewPsaConnection, NewUser, NoteRow, Organization,
-    PsaConnectionRow, PushClaim, PushGrant, Storage, StorageError, TicketCase, UserRecord,
+    Attempt, AuditEntry, AuditFilter, AuditRecord, CompanyMappingRow, DuoAccountRow,
+    DuoDirectoryKeys, Job, Lane, MspChildAccess, NewAttempt, NewJob, NewNote, NewPsaConnection,
+    NewUser, NoteRow, Organization, PsaConnectionRow, PushClaim, PushGrant, PushKind, Storage,
+    StorageError, TicketCase, UserRecord, DIRECTORY_ACCOUNTS_API, DIRECTORY_ADMIN_API,
 };
+use crate::verify::ports::CallerCodeVia;
 use crate::verify::rules::{self, PushHistory};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,7 +280,8 @@ fn case_from_row(row: &AnyRow) -> Result<TicketCase, StorageError> {
 }
 
 const ATTEMPT_COLUMNS: &str = "id, ticket_ref, technician_id, technician_name, state, \
-    duo_user_id, duo_username, txid, reason, created_at, finished_at, caller_code, next_push_at";
+    duo_user_id, duo_username, txid, reason, created_at, finished_at, caller_code, next_push_at, \
+    push_kind";
 
 fn attempt_from_row(row: &AnyRow) -> Result<Attempt, StorageError> {
     Ok(Attempt {
@@ -295,7 +298,98 @@ fn attempt_from_row(row: &AnyRow) -> Result<Attempt, StorageError> {
         finished_at: row.try_get("finished_at")?,
         caller_code: row.try_get("caller_code")?,
         next_push_at: row.try_get("next_push_at")?,
+        push_kind: match row.try_get::<String, _>("push_kind")?.as_str() {
+            "auth" => PushKind::Auth,
+            "verification" => PushKind::Verification,
+            _ => return Err(StorageError::Corrupt("attempt push kind")),
+        },
     })
+}
+
+const DUO_ACCOUNT_COLUMNS: &str = "organization_id, api_host, auth_ikey, auth_skey_sealed, \
+    admin_ikey, admin_skey_sealed, directory_keys, accounts_api_host, accounts_ikey, \
+    accounts_skey_sealed, child_account_id, child_name, child_api_host, caller_code_via";
+
+fn duo_account_from_row(r: &AnyRow) -> Result<DuoAccountRow, StorageError> {
+    let kind: String = r.try_get("directory_keys")?;
+    let directory = match kind.as_str() {
+        DIRECTORY_ADMIN_API => DuoDirectoryKeys::AdminApi {
+            ikey: r.try_get("admin_ikey")?,
+            skey_sealed: r.try_get("admin_skey_sealed")?,
+        },
+        DIRECTORY_ACCOUNTS_API => {
+            let text = |name: &str| -> Result<String, StorageError> {
+                r.try_get::<Option<String>, _>(name)?
+                    .ok_or(StorageError::Corrupt("MSP child account of a Duo account"))
+            };
+            DuoDirectoryKeys::AccountsApi(MspChildAccess {
+                parent_api_host: text("accounts_api_host")?,
+                ikey: text("accounts_ikey")?,
+                skey_sealed: text("accounts_skey_sealed")?,
+                account_id: text("child_account_id")?,
+                name: text("child_name")?,
+                api_hostname: text("child_api_host")?,
+            })
+        }
+        _ => return Err(StorageError::Corrupt("Duo account directory keys")),
+    };
+    let caller_code: String = r.try_get("caller_code_via")?;
+    Ok(DuoAccountRow {
+        organization_id: r.try_get("organization_id")?,
+        api_host: r.try_get("api_host")?,
+        auth_ikey: r.try_get("auth_ikey")?,
+        auth_skey_sealed: r.try_get("auth_skey_sealed")?,
+        directory,
+        caller_code: CallerCodeVia::parse(&caller_code)
+            .ok_or(StorageError::Corrupt("Duo account caller code setting"))?,
+    })
+}
+
+/// Inserts or replaces an organization's Duo account inside the caller's transaction. The
+/// columns of the directory kind not in use are cleared, so no stale key stays behind.
+async fn upsert_duo_account(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    a: &DuoAccountRow,
+) -> Result<(), StorageError> {
+    let (admin_ikey, admin_skey, msp) = match &a.directory {
+        DuoDirectoryKeys::AdminApi { ikey, skey_sealed } => {
+            (ikey.as_str(), skey_sealed.as_str(), None)
+        }
+        DuoDirectoryKeys::AccountsApi(child) => ("", "", Some(child)),
+    };
+    sqlx::query(
+        "INSERT INTO duo_accounts (organization_id, api_host, auth_ikey, auth_skey_sealed, \
+         admin_ikey, admin_skey_sealed, directory_keys, accounts_api_host, accounts_ikey, \
+         accounts_skey_sealed, child_account_id, child_name, child_api_host, caller_code_via, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         ON CONFLICT (organization_id) DO UPDATE SET api_host = excluded.api_host, \
+         auth_ikey = excluded.auth_ikey, auth_skey_sealed = excluded.auth_skey_sealed, \
+         admin_ikey = excluded.admin_ikey, admin_skey_sealed = excluded.admin_skey_sealed, \
+         directory_keys = excluded.directory_keys, accounts_api_host = excluded.accounts_api_host, \
+         accounts_ikey = excluded.accounts_ikey, \
+         accounts_skey_sealed = excluded.accounts_skey_sealed, \
+         child_account_id = excluded.child_account_id, child_name = excluded.child_name, \
+         child_api_host = excluded.child_api_host, caller_code_via = excluded.caller_code_via, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(a.organization_id)
+    .bind(&a.api_host)
+    .bind(&a.auth_ikey)
+    .bind(&a.auth_skey_sealed)
+    .bind(admin_ikey)
+    .bind(admin_skey)
+    .bind(a.directory.kind())
+    .bind(msp.map(|c| c.parent_api_host.clone()))
+    .bind(msp.map(|c| c.ikey.clone()))
+    .bind(msp.map(|c| c.skey_sealed.clone()))
+    .bind(msp.map(|c| c.account_id.clone()))
+    .bind(msp.map(|c| c.name.clone()))
+    .bind(msp.map(|c| c.api_hostname.clone()))
+    .bind(a.caller_code.as_str())
+    .bind(now_text())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 const NOTE_COLUMNS: &str = "id, ticket_ref, kind, body, psa_note_id, \
@@ -489,23 +583,9 @@ impl Storage for SqlStorage {
 
     async fn save_duo_account(&self, a: &DuoAccountRow) -> Result<(), StorageError> {
         let _writer = self.writer().await;
-        sqlx::query(
-            "INSERT INTO duo_accounts (organization_id, api_host, auth_ikey, auth_skey_sealed, \
-             admin_ikey, admin_skey_sealed) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (organization_id) DO UPDATE SET api_host = excluded.api_host, \
-             auth_ikey = excluded.auth_ikey, auth_skey_sealed = excluded.auth_skey_sealed, \
-             admin_ikey = excluded.admin_ikey, admin_skey_sealed = excluded.admin_skey_sealed, \
-             updated_at = $7",
-        )
-        .bind(a.organization_id)
-        .bind(&a.api_host)
-        .bind(&a.auth_ikey)
-        .bind(&a.auth_skey_sealed)
-        .bind(&a.admin_ikey)
-        .bind(&a.admin_skey_sealed)
-        .bind(now_text())
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        upsert_duo_account(&mut tx, a).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -513,24 +593,13 @@ impl Storage for SqlStorage {
         &self,
         organization_id: i64,
     ) -> Result<Option<DuoAccountRow>, StorageError> {
-        let row = sqlx::query(
-            "SELECT organization_id, api_host, auth_ikey, auth_skey_sealed, admin_ikey, \
-             admin_skey_sealed FROM duo_accounts WHERE organization_id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {DUO_ACCOUNT_COLUMNS} FROM duo_accounts WHERE organization_id = $1"
+        ))
         .bind(organization_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(DuoAccountRow {
-                organization_id: r.try_get("organization_id")?,
-                api_host: r.try_get("api_host")?,
-                auth_ikey: r.try_get("auth_ikey")?,
-                auth_skey_sealed: r.try_get("auth_skey_sealed")?,
-                admin_ikey: r.try_get("admin_ikey")?,
-                admin_skey_sealed: r.try_get("admin_skey_sealed")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(duo_account_from_row).transpose()
     }
 
     async fn create_psa_connection(&self, c: &NewPsaConnection) -> Result<i64, StorageError> {
@@ -873,7 +942,8 @@ impl Storage for SqlStorage {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE attempts SET state = $1, duo_user_id = $2, duo_username = $3, txid = $4, \
-             reason = $5, finished_at = $6 WHERE id = $7 AND state = $8",
+             reason = $5, finished_at = $6, caller_code = $7, push_kind = $8 \
+             WHERE id = $9 AND state = $10",
         )
         .bind(&a.state)
         .bind(&a.duo_user_id)
@@ -881,6 +951,8 @@ impl Storage for SqlStorage {
         .bind(&a.txid)
         .bind(&a.reason)
         .bind(&a.finished_at)
+        .bind(&a.caller_code)
+        .bind(a.push_kind.as_str())
         .bind(a.id)
         .bind(from)
         .execute(&mut *tx)
@@ -1221,23 +1293,7 @@ impl Storage for SqlStorage {
                 a.organization_id
             )));
         }
-        sqlx::query(
-            "INSERT INTO duo_accounts (organization_id, api_host, auth_ikey, auth_skey_sealed, \
-             admin_ikey, admin_skey_sealed) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (organization_id) DO UPDATE SET api_host = excluded.api_host, \
-             auth_ikey = excluded.auth_ikey, auth_skey_sealed = excluded.auth_skey_sealed, \
-             admin_ikey = excluded.admin_ikey, admin_skey_sealed = excluded.admin_skey_sealed, \
-             updated_at = $7",
-        )
-        .bind(a.organization_id)
-        .bind(&a.api_host)
-        .bind(&a.auth_ikey)
-        .bind(&a.auth_skey_sealed)
-        .bind(&a.admin_ikey)
-        .bind(&a.admin_skey_sealed)
-        .bind(now_text())
-        .execute(&mut *tx)
-        .await?;
+        upsert_duo_account(&mut tx, a).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -1455,26 +1511,41 @@ impl Storage for SqlStorage {
         let mut tx = self.pool.begin().await?;
         let mut count = 0;
         let accounts = sqlx::query(
-            "SELECT organization_id, auth_skey_sealed, admin_skey_sealed FROM duo_accounts",
+            "SELECT organization_id, auth_skey_sealed, admin_skey_sealed, accounts_skey_sealed \
+             FROM duo_accounts",
         )
         .fetch_all(&mut *tx)
         .await?;
         for row in &accounts {
             let id: i64 = row.try_get("organization_id")?;
-            let auth: String = row.try_get("auth_skey_sealed")?;
-            let admin: String = row.try_get("admin_skey_sealed")?;
-            let auth = reseal(&auth).ok_or(StorageError::Corrupt("Duo secret key"))?;
-            let admin = reseal(&admin).ok_or(StorageError::Corrupt("Duo secret key"))?;
+            // An MSP child's account has no Admin API key, a direct one no Accounts API key.
+            let mut sealed = |column: &str| -> Result<Option<String>, StorageError> {
+                let value: Option<String> = row.try_get(column)?;
+                match value.filter(|v| !v.is_empty()) {
+                    None => Ok(None),
+                    Some(v) => {
+                        count += 1;
+                        reseal(&v)
+                            .map(Some)
+                            .ok_or(StorageError::Corrupt("Duo secret key"))
+                    }
+                }
+            };
+            let auth = sealed("auth_skey_sealed")?;
+            let admin = sealed("admin_skey_sealed")?;
+            let accounts = sealed("accounts_skey_sealed")?;
             sqlx::query(
-                "UPDATE duo_accounts SET auth_skey_sealed = $1, admin_skey_sealed = $2 \
-                 WHERE organization_id = $3",
+                "UPDATE duo_accounts SET auth_skey_sealed = COALESCE($1, auth_skey_sealed), \
+                 admin_skey_sealed = COALESCE($2, admin_skey_sealed), \
+                 accounts_skey_sealed = COALESCE($3, accounts_skey_sealed) \
+                 WHERE organization_id = $4",
             )
             .bind(auth)
             .bind(admin)
+            .bind(accounts)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            count += 2;
         }
         let connections = sqlx::query("SELECT id, secrets_sealed FROM psa_connections")
             .fetch_all(&mut *tx)

@@ -3,9 +3,9 @@ use std::sync::Arc;
 
 use crate::crypto::MasterKey;
 use crate::duo::gateway::DuoAccount;
-use crate::duo::{DuoClient, RetryPolicy};
+use crate::duo::{AccountId, ChildAccount, DuoClient, RetryPolicy};
 use crate::psa::source::PsaHttp;
-use crate::storage::Store;
+use crate::storage::{DuoAccountRow, DuoDirectoryKeys, Store};
 use crate::verify::directory::DirectoryCache;
 use crate::verify::ports::{Clients, DuoGateway, RemoteError, TicketSource};
 
@@ -66,7 +66,6 @@ impl Clients for StoredClients {
                 RemoteError::permanent("no Duo account is set up for this organization")
             })?;
         let auth_skey = self.key.open(&row.auth_skey_sealed).map_err(stored)?;
-        let admin_skey = self.key.open(&row.admin_skey_sealed).map_err(stored)?;
         let auth = DuoClient::with_http(
             &row.api_host,
             row.auth_ikey.clone(),
@@ -75,22 +74,66 @@ impl Clients for StoredClients {
         )
         .map_err(stored)?
         .with_retry_policy(self.duo_retry);
-        let admin = DuoClient::with_http(
-            &row.api_host,
-            row.admin_ikey.clone(),
-            admin_skey,
-            self.duo_http.clone(),
-        )
-        .map_err(stored)?
-        .with_retry_policy(self.duo_retry);
-        let account: Arc<dyn DuoGateway> = Arc::new(DuoAccount { auth, admin });
+        let admin = directory_client(&row.api_host, &row.directory, &self.key, &self.duo_http)
+            .map_err(stored)?
+            .with_retry_policy(self.duo_retry);
+        let account: Arc<dyn DuoGateway> = Arc::new(DuoAccount {
+            auth,
+            admin,
+            caller_code: row.caller_code,
+        });
         Ok(match &self.directories {
             // Keyed by the keys too, so a copy never outlives a change of account.
-            Some(cache) => Arc::new(cache.wrap(
-                format!("{organization_id}:{}:{}", row.api_host, row.admin_ikey),
-                account,
-            )),
+            Some(cache) => Arc::new(cache.wrap(directory_key(&row), account)),
             None => account,
         })
+    }
+}
+
+/// The client that reads an account's users: its own Admin API keys, or an MSP parent's
+/// Accounts API keys bound to the child account.
+pub fn directory_client(
+    api_host: &str,
+    keys: &DuoDirectoryKeys,
+    key: &MasterKey,
+    http: &reqwest::Client,
+) -> Result<DuoClient, String> {
+    match keys {
+        DuoDirectoryKeys::AdminApi { ikey, skey_sealed } => {
+            let skey = key.open(skey_sealed).map_err(|e| e.to_string())?;
+            DuoClient::with_http(api_host, ikey.clone(), skey, http.clone())
+                .map_err(|e| e.to_string())
+        }
+        DuoDirectoryKeys::AccountsApi(child) => {
+            let skey = key.open(&child.skey_sealed).map_err(|e| e.to_string())?;
+            let parent = DuoClient::with_http(
+                &child.parent_api_host,
+                child.ikey.clone(),
+                skey,
+                http.clone(),
+            )
+            .map_err(|e| e.to_string())?;
+            parent
+                .for_child_account(&ChildAccount {
+                    account_id: AccountId(child.account_id.clone()),
+                    name: child.name.clone(),
+                    api_hostname: child.api_hostname.clone(),
+                })
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Which kept directory an account's users are in: changes of host, keys or child account
+/// start a new one.
+fn directory_key(row: &DuoAccountRow) -> String {
+    match &row.directory {
+        DuoDirectoryKeys::AdminApi { ikey, .. } => {
+            format!("{}:{}:{ikey}", row.organization_id, row.api_host)
+        }
+        DuoDirectoryKeys::AccountsApi(child) => format!(
+            "{}:{}:{}:{}",
+            row.organization_id, child.api_hostname, child.ikey, child.account_id
+        ),
     }
 }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::verify::matching::Candidate;
-use crate::verify::ports::{DuoGateway, Preauth, PushStatus, RemoteError};
+use crate::verify::ports::{
+    CallerCodeVia, DuoGateway, Preauth, PushStatus, RemoteError, VerificationPushError,
+    VerificationPushSent,
+};
 
 /// How matching reads a Duo account's users.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +259,25 @@ impl DuoGateway for CachedGateway {
     async fn status(&self, txid: &str) -> Result<PushStatus, RemoteError> {
         self.inner.status(txid).await
     }
+
+    fn caller_code_via(&self) -> CallerCodeVia {
+        self.inner.caller_code_via()
+    }
+
+    async fn verification_push(
+        &self,
+        user_id: &str,
+    ) -> Result<VerificationPushSent, VerificationPushError> {
+        self.inner.verification_push(user_id).await
+    }
+
+    async fn verification_status(
+        &self,
+        user_id: &str,
+        push_id: &str,
+    ) -> Result<PushStatus, RemoteError> {
+        self.inner.verification_status(user_id, push_id).await
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +322,18 @@ mod tests {
             Ok("tx".into())
         }
         async fn status(&self, _: &str) -> Result<PushStatus, RemoteError> {
+            Ok(PushStatus::Waiting)
+        }
+        fn caller_code_via(&self) -> CallerCodeVia {
+            CallerCodeVia::PushDetails
+        }
+        async fn verification_push(
+            &self,
+            _: &str,
+        ) -> Result<VerificationPushSent, VerificationPushError> {
+            Err(VerificationPushError::NoPushPhone)
+        }
+        async fn verification_status(&self, _: &str, _: &str) -> Result<PushStatus, RemoteError> {
             Ok(PushStatus::Waiting)
         }
     }

@@ -11,13 +11,15 @@ use app::model::{AttemptRow, VerificationPage};
 use crate::crypto::MasterKey;
 use crate::policy::Policy;
 use crate::storage::{
-    Attempt, AuditEntry, NewAttempt, NewJob, NewNote, PushClaim, PushGrant, StorageError, Store,
-    TicketCase,
+    Attempt, AuditEntry, NewAttempt, NewJob, NewNote, PushClaim, PushGrant, PushKind, StorageError,
+    Store, TicketCase,
 };
 use crate::verify::link::{self, LinkClaims, LinkError};
 use crate::verify::matching::{self, Candidate, ContactIdentity, MatchBy, MatchResult};
 use crate::verify::notes;
-use crate::verify::ports::{Clients, Preauth, PushStatus, RemoteError};
+use crate::verify::ports::{
+    CallerCodeVia, Clients, Preauth, PushStatus, RemoteError, VerificationPushError,
+};
 use crate::verify::rules::{self, PushLimits};
 
 #[derive(Debug, thiserror::Error)]
@@ -512,6 +514,39 @@ impl Flow {
                 return Err("the Duo user has no device that can receive a push.".into())
             }
         }
+        // With Duo's verification push, Duo picks the code and shows it with its own text. A
+        // refusal for lack of permission sent nothing, so the Auth API push goes instead.
+        // Limitation: the refusal is not remembered; each click asks Duo once more.
+        let mut fell_back = None;
+        if duo.caller_code_via() == CallerCodeVia::VerificationPush {
+            match duo.verification_push(&fresh.user_id).await {
+                Ok(sent) => {
+                    attempt.push_kind = PushKind::Verification;
+                    attempt.txid = Some(sent.push_id);
+                    attempt.caller_code = Some(sent.confirmation_code);
+                    return self.record_pushed(case, attempt, None).await;
+                }
+                Err(VerificationPushError::NotPermitted(why)) => {
+                    tracing::warn!(attempt.id = attempt.id, error = %why,
+                        "verification push not permitted; sending the Auth API push");
+                    fell_back = Some(format!(
+                        "Duo refused the verification push ({why}); sent the Auth API push with \
+                         deskproof's code in its details instead."
+                    ));
+                }
+                Err(VerificationPushError::NoPushPhone) => {
+                    return Err(
+                        "the Duo user has no activated phone that can receive a push.".into(),
+                    )
+                }
+                Err(VerificationPushError::UnknownUser) => {
+                    return Err("the matched Duo user no longer exists.".into())
+                }
+                Err(VerificationPushError::Remote(e)) => {
+                    return Err(format!("Duo did not accept the verification push ({e})."))
+                }
+            }
+        }
         let summary = case.summary.clone().unwrap_or_default();
         let details = attempt
             .caller_code
@@ -522,8 +557,20 @@ impl Flow {
             .push_with_details(&fresh.username, &notes::push_text(&summary), &details)
             .await
             .map_err(|e| format!("Duo did not accept the push ({e})."))?;
+        attempt.push_kind = PushKind::Auth;
+        attempt.txid = Some(txid);
+        self.record_pushed(case, attempt, fell_back.as_deref())
+            .await
+    }
+
+    /// Records a push Duo accepted and queues the job that follows it.
+    async fn record_pushed(
+        &self,
+        case: &TicketCase,
+        attempt: &mut Attempt,
+        detail: Option<&str>,
+    ) -> Result<(), String> {
         attempt.state = "pushed".into();
-        attempt.txid = Some(txid.clone());
         self.store
             .transition_attempt(attempt, "matching", None)
             .await
@@ -537,8 +584,12 @@ impl Flow {
             })
             .await
             .map_err(|e| format!("the push was sent but could not be followed ({e})."))?;
-        let _ = self.audit(case, attempt, "push sent", None).await;
-        tracing::info!(attempt.id = attempt.id, "pushed");
+        let _ = self.audit(case, attempt, "push sent", detail).await;
+        tracing::info!(
+            attempt.id = attempt.id,
+            push = attempt.push_kind.as_str(),
+            "pushed"
+        );
         Ok(())
     }
 
@@ -559,7 +610,14 @@ impl Flow {
         let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
         let txid = attempt.txid.clone().unwrap_or_default();
         let policy = self.policy(org).await?;
-        let status = self.clients.duo(org).await?.status(&txid).await?;
+        let duo = self.clients.duo(org).await?;
+        let status = match attempt.push_kind {
+            PushKind::Auth => duo.status(&txid).await?,
+            PushKind::Verification => {
+                let user_id = attempt.duo_user_id.clone().unwrap_or_default();
+                duo.verification_status(&user_id, &txid).await?
+            }
+        };
         let age = created_age_secs(&attempt.created_at);
         let state = match status {
             PushStatus::Waiting if age < policy.push_timeout_secs => return Ok(false),

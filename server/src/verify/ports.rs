@@ -70,6 +70,60 @@ pub enum Preauth {
     NoPushDevice,
 }
 
+/// How the code the caller reads back reaches their phone; one setting per Duo account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CallerCodeVia {
+    /// deskproof's six-digit code in the details of the Auth API push, which carries the
+    /// ticket text.
+    #[default]
+    PushDetails,
+    /// Duo's confirmation code in an Admin API verification push (Duo's own text, not the
+    /// ticket's). Needs the Admin API's "Grant write resource" permission.
+    VerificationPush,
+}
+
+impl CallerCodeVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallerCodeVia::PushDetails => "push_details",
+            CallerCodeVia::VerificationPush => "verification_push",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CallerCodeVia> {
+        match text {
+            "push_details" => Some(CallerCodeVia::PushDetails),
+            "verification_push" => Some(CallerCodeVia::VerificationPush),
+            _ => None,
+        }
+    }
+}
+
+/// A verification push Duo accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerificationPushSent {
+    pub push_id: String,
+    /// Duo's confirmation code, shown in the push.
+    pub confirmation_code: String,
+}
+
+/// Why no verification push was sent.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum VerificationPushError {
+    /// Duo refused the call for lack of permission (403 / 40301): nothing reached the phone,
+    /// so the Auth API push may be sent instead.
+    #[error("{0}")]
+    NotPermitted(String),
+    /// The user has no activated phone that can receive a push.
+    #[error("the Duo user has no activated phone that can receive a push")]
+    NoPushPhone,
+    /// The user is not in the directory any more.
+    #[error("the matched Duo user no longer exists")]
+    UnknownUser,
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushStatus {
     Waiting,
@@ -114,6 +168,20 @@ pub trait DuoGateway: Send + Sync {
     }
     /// One long-poll of a push's status.
     async fn status(&self, txid: &str) -> Result<PushStatus, RemoteError>;
+    /// How this account's pushes carry the code the caller reads back.
+    fn caller_code_via(&self) -> CallerCodeVia;
+    /// Sends an Admin API verification push to the user's activated, push-capable phone
+    /// (read fresh from the directory). Never retried once it may have reached the phone.
+    async fn verification_push(
+        &self,
+        user_id: &str,
+    ) -> Result<VerificationPushSent, VerificationPushError>;
+    /// Waits a while for a verification push's answer; `TimedOut` once Duo no longer has it.
+    async fn verification_status(
+        &self,
+        user_id: &str,
+        push_id: &str,
+    ) -> Result<PushStatus, RemoteError>;
 }
 
 /// Builds clients from stored settings.

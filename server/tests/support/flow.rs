@@ -373,3 +373,61 @@ impl FlowApp {
         assert_eq!(self.wait_for_outcome(token).await["state"], "approved");
     }
 }
+
+/// The admin account [`FlowApp::admin_client`] signs in with.
+pub const FLOW_ADMIN: (&str, &str) = ("robin.admin", "admin password 4567");
+
+impl FlowApp {
+    /// A client signed in as an admin (created on first use).
+    pub async fn admin_client(&self) -> reqwest::Client {
+        if self
+            .store
+            .user_by_username(FLOW_ADMIN.0)
+            .await
+            .expect("user")
+            .is_none()
+        {
+            deskproof::auth::create_user(
+                &self.store,
+                FLOW_ADMIN.0,
+                "Robin Admin",
+                Role::Admin,
+                FLOW_ADMIN.1,
+            )
+            .await
+            .expect("admin");
+        }
+        let client = super::new_client();
+        let res = client
+            .post(format!("{}/api/sign_in", self.url))
+            .header("Accept", "application/json")
+            .form(&[("username", FLOW_ADMIN.0), ("password", FLOW_ADMIN.1)])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(res.status(), 200);
+        client
+    }
+
+    /// Calls an admin server function with form fields; returns status and JSON body.
+    pub async fn admin_call(
+        &self,
+        client: &reqwest::Client,
+        function: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let res = client
+            .post(format!("{}/api/admin/{function}", self.url))
+            .header("Accept", "application/json")
+            .form(form)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+}

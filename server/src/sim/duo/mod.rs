@@ -23,6 +23,12 @@ use crate::secret::Secret;
 
 pub use routes::router;
 
+/// A six-digit confirmation code for a verification push.
+// Limitation: the form of Duo's real `confirmation_code` is not documented; six digits is a guess.
+fn confirmation_code() -> String {
+    format!("{:06}", rand::thread_rng().gen_range(0..1_000_000))
+}
+
 /// Which Duo API an application (and an endpoint) belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApiKind {
@@ -200,11 +206,25 @@ pub enum PushState {
     Disabled,
 }
 
+/// Which API sent a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushKind {
+    /// `POST /auth/v2/auth`; answered through `auth_status`.
+    Auth,
+    /// `POST /admin/v1/users/{user_id}/send_verification_push`; answered through
+    /// `verification_push_response`, and only for [`DuoSim::set_verification_push_expiry`].
+    Verification,
+}
+
 /// A push as the phone and the control API show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PushView {
+    /// The Auth API `txid`, or the verification push's `push_id`.
     pub txid: TxId,
+    pub kind: PushKind,
     pub account_id: AccountId,
+    pub user_id: DuoUserId,
     pub username: String,
     pub type_text: Option<String>,
     pub display_username: Option<String>,
@@ -212,6 +232,10 @@ pub struct PushView {
     pub pushinfo: Option<String>,
     /// `pushinfo` decoded into its pairs.
     pub pushinfo_pairs: Vec<(String, String)>,
+    /// The code a verification push shows (Duo's `confirmation_code`).
+    pub confirmation_code: Option<String>,
+    /// The phone a verification push was sent to.
+    pub phone_id: Option<String>,
     /// What the phone displays, in one line.
     pub text: String,
     pub state: PushState,
@@ -229,6 +253,25 @@ struct App {
     ikey: String,
     skey: String,
     account: AccountId,
+    /// Admin API permission "Grant read resource" (Admin and Accounts applications).
+    read: bool,
+    /// Admin API permission "Grant write resource" (Admin and Accounts applications).
+    write: bool,
+}
+
+impl App {
+    fn new(kind: ApiKind, account: AccountId) -> App {
+        App {
+            kind,
+            ikey: random_id("DI"),
+            skey: random_secret(),
+            account,
+            read: true,
+            // An Admin API application as deskproof's setup asks for it: read only. Accounts
+            // keys act as a child's Admin API; their permissions there are not documented.
+            write: kind == ApiKind::Accounts,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -250,6 +293,7 @@ struct RateLimit {
 struct State {
     base_url: String,
     push_timeout: Duration,
+    verification_expiry: Duration,
     long_poll_wait: Duration,
     latency: Duration,
     timeout_style: TimeoutStyle,
@@ -260,7 +304,6 @@ struct State {
     admin_calls: HashMap<AccountId, u64>,
     limits: HashMap<RateScope, RateLimit>,
     forced_rate_limits: u32,
-    admin_read_allowed: bool,
 }
 
 impl State {
@@ -274,12 +317,22 @@ impl State {
 
     /// Ends pending pushes whose lifetime has passed.
     fn expire_pushes(&mut self) {
-        let timeout = self.push_timeout;
         for push in &mut self.pushes {
-            if push.view.state == PushState::Pending && push.created.elapsed() >= timeout {
+            let lifetime = match push.view.kind {
+                PushKind::Auth => self.push_timeout,
+                PushKind::Verification => self.verification_expiry,
+            };
+            if push.view.state == PushState::Pending && push.created.elapsed() >= lifetime {
                 push.view.state = PushState::TimedOut;
             }
         }
+    }
+
+    fn main_app_mut(&mut self, kind: ApiKind) -> Option<&mut App> {
+        let main = self.main_account.clone();
+        self.apps
+            .iter_mut()
+            .find(|a| a.kind == kind && a.account == main)
     }
 
     /// Records a hit in a rate-limit bucket; `false` when the bucket is full.
@@ -335,16 +388,12 @@ impl DuoSim {
         let main = AccountId(random_id("DA"));
         let apps = [ApiKind::Auth, ApiKind::Admin, ApiKind::Accounts]
             .into_iter()
-            .map(|kind| App {
-                kind,
-                ikey: random_id("DI"),
-                skey: random_secret(),
-                account: main.clone(),
-            })
+            .map(|kind| App::new(kind, main.clone()))
             .collect();
         let state = State {
             base_url: String::new(),
             push_timeout: Duration::from_secs(60),
+            verification_expiry: Duration::from_secs(120),
             long_poll_wait: Duration::from_secs(2),
             latency: Duration::ZERO,
             timeout_style: TimeoutStyle::Deny,
@@ -360,7 +409,6 @@ impl DuoSim {
             admin_calls: HashMap::new(),
             limits: HashMap::new(),
             forced_rate_limits: 0,
-            admin_read_allowed: true,
         };
         DuoSim {
             shared: Arc::new(Shared {
@@ -445,6 +493,31 @@ impl DuoSim {
 
     pub fn main_account_id(&self) -> AccountId {
         self.state().main_account.clone()
+    }
+
+    /// The keys of the child account's own Auth API application (created on first use): the
+    /// Accounts keys do not reach a child's Auth API.
+    pub fn child_auth_keys(&self, child: &AccountId) -> SimKeys {
+        let mut state = self.state();
+        let existing = state
+            .apps
+            .iter()
+            .find(|a| a.kind == ApiKind::Auth && &a.account == child)
+            .map(|a| (a.ikey.clone(), a.skey.clone()));
+        let (ikey, skey) = match existing {
+            Some(keys) => keys,
+            None => {
+                let app = App::new(ApiKind::Auth, child.clone());
+                let keys = (app.ikey.clone(), app.skey.clone());
+                state.apps.push(app);
+                keys
+            }
+        };
+        SimKeys {
+            api_host: state.base_url.clone(),
+            ikey,
+            skey: Secret::new(skey),
+        }
     }
 
     // ---- seeding --------------------------------------------------------------------------
@@ -568,9 +641,35 @@ impl DuoSim {
         self.state().forced_rate_limits = n;
     }
 
-    /// Withdraws (or restores) the Admin application's "read resource" permission (403).
+    /// Withdraws (or restores) the main Admin application's "read resource" permission (403).
     pub fn set_admin_read_allowed(&self, allowed: bool) {
-        self.state().admin_read_allowed = allowed;
+        if let Some(app) = self.state().main_app_mut(ApiKind::Admin) {
+            app.read = allowed;
+        }
+    }
+
+    /// Grants (or withdraws) the main Admin application's "write resource" permission, which
+    /// sending a verification push needs. Off by default, as deskproof's setup asks only for
+    /// read.
+    pub fn set_admin_write_allowed(&self, allowed: bool) {
+        if let Some(app) = self.state().main_app_mut(ApiKind::Admin) {
+            app.write = allowed;
+        }
+    }
+
+    /// The Admin API permissions of the Accounts application on child accounts (both on by
+    /// default).
+    pub fn set_accounts_permissions(&self, read: bool, write: bool) {
+        if let Some(app) = self.state().main_app_mut(ApiKind::Accounts) {
+            app.read = read;
+            app.write = write;
+        }
+    }
+
+    /// How long a verification push's result can be read (Duo: 120 s); afterwards its
+    /// response endpoint answers 404 and the phone no longer shows it.
+    pub fn set_verification_push_expiry(&self, expiry: Duration) {
+        self.state().verification_expiry = expiry;
     }
 
     /// Admin API calls that reached an account (after authentication).

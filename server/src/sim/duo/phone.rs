@@ -6,7 +6,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::verify::SimError;
-use super::{DuoSim, PushState};
+use super::{DuoSim, PushKind, PushState};
 use crate::duo::types::TxId;
 
 use crate::sim::escape_html as escape;
@@ -43,18 +43,34 @@ pub async fn phone_page(State(sim): State<DuoSim>, Path(username): Path<String>)
                 escape(push.txid.as_str())
             )
         };
+        // A verification push shows Duo's own text and its confirmation code.
+        let (heading, code) = match (&push.kind, &push.confirmation_code) {
+            (PushKind::Verification, Some(code)) => (
+                "Verification request".to_owned(),
+                format!(
+                    "<p class=\"code\">Confirmation code: \
+                     <strong data-testid=\"confirmation-code\">{}</strong></p>",
+                    escape(code)
+                ),
+            ),
+            _ => (
+                format!(
+                    "Verify request{}",
+                    push.type_text
+                        .as_deref()
+                        .map(|t| format!(": {}", escape(t)))
+                        .unwrap_or_default()
+                ),
+                String::new(),
+            ),
+        };
         cards.push_str(&format!(
             "<section class=\"push\" data-txid=\"{txid}\">\
-             <h2>Verify request{type_text}</h2>\
-             <p class=\"who\">{who}</p>\
+             <h2>{heading}</h2>\
+             <p class=\"who\">{who}</p>{code}\
              <table>{info}</table>\
              <div class=\"actions\">{approve}{deny}{fraud}</div></section>",
             txid = escape(push.txid.as_str()),
-            type_text = push
-                .type_text
-                .as_deref()
-                .map(|t| format!(": {}", escape(t)))
-                .unwrap_or_default(),
             who = escape(push.display_username.as_deref().unwrap_or(&push.username)),
             approve = action("approve", "Approve"),
             deny = action("deny", "Deny"),

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::verify::{self, RawRequest, SimError};
-use super::{ApiKind, DuoSim, Push, PushState, PushView, RateScope, SimUser, TimeoutStyle};
+use super::{
+    ApiKind, DuoSim, Push, PushKind, PushState, PushView, RateScope, SimUser, TimeoutStyle,
+};
 use crate::duo::types::{AccountId, TxId, UserStatus};
 
 /// Largest request body the simulator reads.
@@ -30,6 +32,14 @@ pub fn router(sim: DuoSim) -> Router {
         .route("/auth/v2/auth_status", any(auth_status))
         .route("/admin/v1/users", any(users))
         .route("/admin/v1/users/{user_id}", any(user_by_id))
+        .route(
+            "/admin/v1/users/{user_id}/send_verification_push",
+            any(send_verification_push),
+        )
+        .route(
+            "/admin/v1/users/{user_id}/verification_push_response",
+            any(verification_push_response),
+        )
         .route("/accounts/v1/account/list", any(account_list))
         .route("/phone/{username}", get(super::phone::phone_page))
         .route(
@@ -103,11 +113,32 @@ async fn read_raw(req: Request) -> Result<RawRequest, SimError> {
     })
 }
 
-/// The strict checks every signed endpoint goes through, in order (reference §2.7), then the
-/// account, permission, counter and rate-limit bookkeeping.
+/// The Admin API permission an endpoint needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// "Grant read resource".
+    Read,
+    /// "Grant write resource".
+    Write,
+}
+
+/// [`authenticate_for`] an endpoint that only reads.
 async fn authenticate(
     sim: &DuoSim,
     kind: ApiKind,
+    expected: Method,
+    scope: Option<RateScope>,
+    req: Request,
+) -> Result<Authed, SimError> {
+    authenticate_for(sim, kind, Access::Read, expected, scope, req).await
+}
+
+/// The strict checks every signed endpoint goes through, in order (reference §2.7), then the
+/// account, permission, counter and rate-limit bookkeeping.
+async fn authenticate_for(
+    sim: &DuoSim,
+    kind: ApiKind,
+    access: Access,
     expected: Method,
     scope: Option<RateScope>,
     req: Request,
@@ -121,7 +152,7 @@ async fn authenticate(
     }
     let raw = read_raw(req).await?;
     let (ikey, signature) = verify::basic_credentials(&raw.headers)?;
-    let (skey, app_kind, app_account) = {
+    let (skey, app_kind, app_account, permitted) = {
         let state = sim.state();
         let app = state
             .apps
@@ -133,7 +164,11 @@ async fn authenticate(
         if !allowed {
             return Err(SimError::invalid_ikey());
         }
-        (app.skey.clone(), app.kind, app.account.clone())
+        let permitted = match access {
+            Access::Read => app.read,
+            Access::Write => app.write,
+        };
+        (app.skey.clone(), app.kind, app.account.clone(), permitted)
     };
     let date = verify::check_date(&raw.headers, OffsetDateTime::now_utc())?;
     let params = verify::verify_signature(&raw, &date, &skey, &signature)?;
@@ -163,7 +198,7 @@ async fn authenticate(
     };
     if kind == ApiKind::Admin {
         *state.admin_calls.entry(account.clone()).or_insert(0) += 1;
-        if app_kind == ApiKind::Admin && !state.admin_read_allowed {
+        if !permitted {
             return Err(SimError::forbidden());
         }
     }
@@ -339,12 +374,16 @@ async fn auth(State(sim): State<DuoSim>, req: Request) -> Response {
             sim.state().pushes.push(Push {
                 view: PushView {
                     txid: txid.clone(),
+                    kind: PushKind::Auth,
                     account_id: a.account.clone(),
+                    user_id: user.user_id.clone(),
                     username: user.username.clone(),
                     type_text,
                     display_username,
                     pushinfo,
                     pushinfo_pairs: pairs,
+                    confirmation_code: None,
+                    phone_id: None,
                     text,
                     state,
                 },
@@ -400,7 +439,11 @@ async fn auth_status(State(sim): State<DuoSim>, req: Request) -> Response {
                     let push = state
                         .pushes
                         .iter()
-                        .find(|p| p.view.txid == txid && p.view.account_id == a.account)
+                        .find(|p| {
+                            p.view.txid == txid
+                                && p.view.kind == PushKind::Auth
+                                && p.view.account_id == a.account
+                        })
                         .ok_or_else(SimError::not_found)?;
                     (
                         push.view.state,
@@ -525,25 +568,138 @@ async fn users(State(sim): State<DuoSim>, req: Request) -> Response {
     )
 }
 
-async fn user_by_id(State(sim): State<DuoSim>, req: Request) -> Response {
-    let raw_id = req
-        .uri()
+/// The `{user_id}` of an Admin API user path, still percent-encoded, before `suffix`.
+fn raw_user_id(req: &Request, suffix: &str) -> String {
+    req.uri()
         .path()
         .strip_prefix("/admin/v1/users/")
+        .and_then(|rest| rest.strip_suffix(suffix))
         .unwrap_or("")
-        .to_owned();
+        .to_owned()
+}
+
+fn decode_user_id(raw: &str) -> Result<String, SimError> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|id| id.into_owned())
+        .map_err(|_| SimError::invalid_param("user_id"))
+}
+
+async fn user_by_id(State(sim): State<DuoSim>, req: Request) -> Response {
+    let raw_id = raw_user_id(&req, "");
     respond(
         async {
             let a = authenticate(&sim, ApiKind::Admin, Method::GET, None, req).await?;
-            let id = percent_encoding::percent_decode_str(&raw_id)
-                .decode_utf8()
-                .map_err(|_| SimError::invalid_param("user_id"))?;
+            let id = decode_user_id(&raw_id)?;
             let state = sim.state();
             let user = state
                 .account(&a.account)
                 .and_then(|acc| acc.users.iter().find(|u| u.user_id.0 == id))
                 .ok_or_else(SimError::not_found)?;
             Ok(ok(user_json(user)))
+        }
+        .await,
+    )
+}
+
+// ---- Admin API: verification push -------------------------------------------------------------
+
+/// `POST /admin/v1/users/{user_id}/send_verification_push` with `phone_id`: needs the write
+/// permission, an existing user, and one of that user's phones that is activated and can push.
+async fn send_verification_push(State(sim): State<DuoSim>, req: Request) -> Response {
+    let raw_id = raw_user_id(&req, "/send_verification_push");
+    respond(
+        async {
+            let a = authenticate_for(&sim, ApiKind::Admin, Access::Write, Method::POST, None, req)
+                .await?;
+            let id = decode_user_id(&raw_id)?;
+            let phone_id = a
+                .param("phone_id")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| SimError::invalid_param("phone_id"))?
+                .to_owned();
+            let push_id = TxId(uuid::Uuid::new_v4().to_string());
+            let code = super::confirmation_code();
+            {
+                let mut state = sim.state();
+                let user = state
+                    .account(&a.account)
+                    .and_then(|acc| acc.users.iter().find(|u| u.user_id.0 == id))
+                    .ok_or_else(SimError::not_found)?
+                    .clone();
+                // A phone that is not activated (or cannot push) is a 400, as for Duo.
+                let usable = user.phones.iter().any(|p| {
+                    p.phone_id == phone_id
+                        && p.activated
+                        && p.capabilities.iter().any(|c| c == "push")
+                });
+                if !usable {
+                    return Err(SimError::invalid_param("phone_id"));
+                }
+                state.pushes.push(Push {
+                    view: PushView {
+                        txid: push_id.clone(),
+                        kind: PushKind::Verification,
+                        account_id: a.account.clone(),
+                        user_id: user.user_id.clone(),
+                        username: user.username.clone(),
+                        type_text: None,
+                        display_username: None,
+                        pushinfo: None,
+                        pushinfo_pairs: Vec::new(),
+                        confirmation_code: Some(code.clone()),
+                        phone_id: Some(phone_id),
+                        text: format!(
+                            "Verification request for {}; confirmation code: {code}",
+                            user.username
+                        ),
+                        state: PushState::Pending,
+                    },
+                    created: Instant::now(),
+                });
+            }
+            sim.changed();
+            Ok(ok(json!({"push_id": push_id, "confirmation_code": code})))
+        }
+        .await,
+    )
+}
+
+/// `GET /admin/v1/users/{user_id}/verification_push_response?push_id=`: the answer so far,
+/// and 404 once the push's expiry has passed (or the push is not this user's).
+async fn verification_push_response(State(sim): State<DuoSim>, req: Request) -> Response {
+    let raw_id = raw_user_id(&req, "/verification_push_response");
+    respond(
+        async {
+            let a = authenticate(&sim, ApiKind::Admin, Method::GET, None, req).await?;
+            let id = decode_user_id(&raw_id)?;
+            let push_id = a
+                .param("push_id")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| SimError::invalid_param("push_id"))?;
+            let mut state = sim.state();
+            state.expire_pushes();
+            let expiry = state.verification_expiry;
+            let push = state
+                .pushes
+                .iter()
+                .find(|p| {
+                    p.view.kind == PushKind::Verification
+                        && p.view.txid.0 == push_id
+                        && p.view.account_id == a.account
+                        && p.view.user_id.0 == id
+                })
+                .filter(|p| p.created.elapsed() < expiry)
+                .ok_or_else(SimError::not_found)?;
+            let result = match push.view.state {
+                PushState::Pending => "waiting",
+                PushState::Approved => "approve",
+                PushState::Fraud => "fraud",
+                // Timed out by the control API: gone, as after the expiry.
+                PushState::TimedOut => return Err(SimError::not_found()),
+                _ => "deny",
+            };
+            Ok(ok(json!({"push_id": push.view.txid, "result": result})))
         }
         .await,
     )
