@@ -150,3 +150,30 @@ async fn a_note_refused_with_429_then_503_is_posted_exactly_once() {
         "a 429, the link, two 503s, the outcome"
     );
 }
+
+#[tokio::test]
+async fn a_note_stored_by_a_post_answered_504_is_found_and_not_posted_again() {
+    // Arrange: Halo stores the action, but the gateway in front answers 504.
+    let app = spawn_flow().await;
+    let halo = &app.world.halo;
+    halo.sim.store_then_fail_next_note_posts(1, 504);
+
+    // Act
+    let (ticket, _) = halo.sim.create_ticket(halo.alex, "Slow gateway").await;
+    link_token(&app, ticket).await;
+    app.wait_until_idle().await;
+
+    // Assert
+    let notes = halo.sim.notes(ticket);
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert_eq!(halo.sim.note_posts(), 1);
+    assert!(halo.sim.action_reads() >= 1);
+    let posted = app
+        .count_for(
+            "SELECT COUNT(*) FROM notes n JOIN tickets t ON t.id = n.ticket_ref \
+             WHERE t.connection_id = $1 AND n.psa_note_id IS NOT NULL",
+            halo.connection_id,
+        )
+        .await;
+    assert_eq!(posted, 1, "the note is recorded as posted");
+}

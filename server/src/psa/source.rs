@@ -8,7 +8,7 @@ use url::Url;
 use crate::psa::autotask::{AutotaskClient, AutotaskConfig, ZoneCache, DEFAULT_ZONE_LOOKUP};
 use crate::psa::connectwise::{CallbackVerifier, ConnectWiseClient, ConnectWiseConfig};
 use crate::psa::freshdesk::{FreshdeskClient, FreshdeskConfig, DEFAULT_WEBHOOK_HEADER};
-use crate::psa::halopsa::{HaloClient, HaloConfig, TokenCache};
+use crate::psa::halopsa::{HaloClient, HaloConfig, OutcomeCache, TokenCache};
 use crate::psa::{Psa, PsaError, PsaKind, TicketId};
 use crate::secret::Secret;
 use crate::verify::ports::{RemoteError, TicketFacts, TicketSource};
@@ -222,6 +222,7 @@ pub struct PsaHttp {
     pub others: reqwest::Client,
     pub autotask_zones: ZoneCache,
     pub halo_tokens: TokenCache,
+    pub halo_outcomes: OutcomeCache,
 }
 
 impl PsaHttp {
@@ -231,6 +232,7 @@ impl PsaHttp {
             others: crate::psa::http::http_client()?,
             autotask_zones: ZoneCache::default(),
             halo_tokens: TokenCache::default(),
+            halo_outcomes: OutcomeCache::default(),
         })
     }
 }
@@ -272,11 +274,14 @@ pub fn connect(
             freshdesk_config(settings, secrets_json)?,
             http.others.clone(),
         )?),
-        PsaKind::HaloPsa => Arc::new(HaloClient::with_http(
-            halo_config(settings, secrets_json)?,
-            http.others.clone(),
-            http.halo_tokens.clone(),
-        )?),
+        PsaKind::HaloPsa => Arc::new(
+            HaloClient::with_http(
+                halo_config(settings, secrets_json)?,
+                http.others.clone(),
+                http.halo_tokens.clone(),
+            )?
+            .with_outcomes(http.halo_outcomes.clone()),
+        ),
     })
 }
 

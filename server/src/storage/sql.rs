@@ -680,9 +680,10 @@ impl Storage for SqlStorage {
             // An earlier leader took it and was cancelled: its transaction may or may not
             // have committed, and storing again is safe (a stored delivery is not repeated).
             Err(oneshot::error::TryRecvError::Closed) => {
-                return self.store_deliveries(std::slice::from_ref(&delivery)).await.map(
-                    |stored| stored.first().copied().unwrap_or(false),
-                );
+                return self
+                    .store_deliveries(std::slice::from_ref(&delivery))
+                    .await
+                    .map(|stored| stored.first().copied().unwrap_or(false));
             }
             Err(oneshot::error::TryRecvError::Empty) => {}
         }
@@ -690,9 +691,8 @@ impl Storage for SqlStorage {
         let mut queued = std::mem::take(&mut *lock_queue(&self.deliveries.queued));
         while !queued.is_empty() {
             let rest = queued.split_off(queued.len().min(DELIVERY_BATCH));
-            let (batch, replies): (Vec<Delivery>, Vec<_>) = std::mem::replace(&mut queued, rest)
-                .into_iter()
-                .unzip();
+            let (batch, replies): (Vec<Delivery>, Vec<_>) =
+                std::mem::replace(&mut queued, rest).into_iter().unzip();
             match self.store_deliveries(&batch).await {
                 Ok(stored) => {
                     for (reply, stored) in replies.into_iter().zip(stored) {

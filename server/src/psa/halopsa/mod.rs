@@ -4,4 +4,4 @@
 //! ticket id, and the ticket is then fetched through the API.
 pub mod client;
 
-pub use client::{HaloClient, HaloConfig, TokenCache, NOTE_OUTCOME};
+pub use client::{HaloClient, HaloConfig, NoteOutcome, OutcomeCache, TokenCache, NOTE_OUTCOME};
