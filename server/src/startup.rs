@@ -79,8 +79,9 @@ impl Application {
                 flow.key.clone(),
                 psa_http.clone(),
                 worker.clone(),
+                Duration::from_secs(config.sweep_interval_secs),
             );
-            workers.push(sweeper.spawn(Duration::from_secs(config.sweep_interval_secs)));
+            workers.push(sweeper.spawn());
         }
         let state = AppState {
             leptos_options,
