@@ -95,7 +95,6 @@ impl Application {
             config: Arc::new(config),
             flow: flow.clone(),
             worker: worker.clone(),
-            verifiers: Default::default(),
             psa_http: psa_http.clone(),
             admin: Arc::new(crate::admin::AdminService {
                 store: store.clone(),

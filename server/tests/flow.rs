@@ -426,6 +426,30 @@ async fn a_callback_delivered_twice_is_taken_in_once() {
 }
 
 #[tokio::test]
+async fn callbacks_for_several_tickets_fetch_the_signing_key_once() {
+    // Arrange
+    let app = spawn_flow().await;
+
+    // Act: three tickets, three callbacks signed with the key behind the same key_url.
+    let mut tickets = Vec::new();
+    for name in ["One", "Two", "Three"] {
+        tickets.push(app.new_ticket(app.world.contacts.alex, name).await);
+    }
+    for ticket in &tickets {
+        app.link_token(*ticket).await;
+    }
+
+    // Assert
+    assert!(app
+        .world
+        .cw
+        .deliveries()
+        .iter()
+        .all(|d| d.status == Some(200)));
+    assert_eq!(app.world.cw.key_fetches(), 1);
+}
+
+#[tokio::test]
 async fn a_new_callback_for_a_ticket_already_taken_in_writes_no_second_link() {
     // Arrange
     let app = spawn_flow().await;
