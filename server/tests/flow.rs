@@ -718,3 +718,27 @@ async fn a_note_posted_by_a_process_that_died_before_recording_it_is_not_posted_
         1
     );
 }
+
+#[tokio::test]
+async fn a_note_stored_by_a_post_answered_504_is_found_and_not_posted_again() {
+    // Arrange: ConnectWise stores the link note, but the gateway in front answers 504.
+    let app = spawn_flow().await;
+    app.world.cw.store_then_fail_next_note_posts(1, 504);
+
+    // Act
+    let ticket = app
+        .new_ticket(app.world.contacts.alex, "Slow gateway")
+        .await;
+    app.link_token(ticket).await;
+    app.wait_until_idle().await;
+
+    // Assert
+    let texts = app.note_texts(ticket);
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert_eq!(app.world.cw.note_posts(), 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM notes WHERE psa_note_id IS NOT NULL")
+            .await,
+        1
+    );
+}
