@@ -26,6 +26,7 @@ pub fn run(data: &[u8]) {
     let _ = authorization(&request);
     let _ = deskproof::psa::freshdesk::client::ticket_of(data);
     let _ = deskproof::psa::halopsa::client::ticket_of(data);
+    let _ = deskproof::psa::halopsa::client::logged_at_of(data);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = split_full_name(text);
     }

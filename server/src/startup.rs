@@ -79,8 +79,9 @@ impl Application {
                 flow.key.clone(),
                 psa_http.clone(),
                 worker.clone(),
+                Duration::from_secs(config.sweep_interval_secs),
             );
-            workers.push(sweeper.spawn(Duration::from_secs(config.sweep_interval_secs)));
+            workers.push(sweeper.spawn());
         }
         let state = AppState {
             leptos_options,
@@ -94,7 +95,6 @@ impl Application {
             config: Arc::new(config),
             flow: flow.clone(),
             worker: worker.clone(),
-            verifiers: Default::default(),
             psa_http: psa_http.clone(),
             admin: Arc::new(crate::admin::AdminService {
                 store: store.clone(),

@@ -4,10 +4,11 @@
 //! A ticket that already has a case (its webhook arrived, or an earlier sweep found it) is not
 //! taken in again, so no ticket ever gets two link notes.
 //!
-//! The first sweep of a connection only records where to start: tickets older than the
-//! connection's first sweep are left alone. Each later sweep lists from a few minutes before
-//! the watermark, so a ticket stored by the PSA a little late, or a clock that runs behind, is
-//! not missed; listing a ticket twice is harmless.
+//! A connection's watermark starts when the connection is created, so its first sweep lists
+//! every ticket created since. Each sweep lists from an overlap before the watermark (at least
+//! one interval), so a ticket stored by the PSA a little late, or a clock that runs behind, is
+//! not missed; listing a ticket twice is harmless. With several replicas, each sweep of a
+//! connection is claimed in the database for about one interval, so one replica sweeps it.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +21,8 @@ use crate::storage::{PsaConnectionRow, StorageError, Store};
 use crate::verify::flow::now_ms;
 use crate::verify::worker::Worker;
 
-/// How far before the watermark each sweep starts listing.
+/// How far before the watermark each sweep starts listing, at the least; a longer interval
+/// is used when the sweep interval is longer.
 pub const OVERLAP: Duration = Duration::from_secs(300);
 /// A connection whose credentials the PSA refused is not swept again for this long: repeated
 /// refusals can lock the API user (Autotask does), and a wrong key needs a person anyway.
@@ -43,19 +45,55 @@ pub struct Sweeper {
     pub key: MasterKey,
     pub psa_http: PsaHttp,
     pub worker: Worker,
+    /// How often every connection is swept.
+    interval: Duration,
+    /// This process's name on the sweeps it claims.
+    owner: Arc<str>,
     /// Connections held back after refused credentials, until the given time.
     held: Arc<Mutex<HashMap<i64, Instant>>>,
 }
 
+/// What one sweep of a connection did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepOutcome {
+    /// Listed; this many tickets were recorded for the first time.
+    Swept(usize),
+    /// Another sweep (another replica's, or an earlier one still within its interval) holds
+    /// the claim.
+    Claimed,
+}
+
 impl Sweeper {
-    pub fn new(store: Store, key: MasterKey, psa_http: PsaHttp, worker: Worker) -> Sweeper {
+    /// A sweeper that sweeps every connection each `interval`.
+    pub fn new(
+        store: Store,
+        key: MasterKey,
+        psa_http: PsaHttp,
+        worker: Worker,
+        interval: Duration,
+    ) -> Sweeper {
         Sweeper {
             store,
             key,
             psa_http,
             worker,
+            interval,
+            owner: Arc::from(uuid::Uuid::new_v4().to_string()),
             held: Arc::default(),
         }
+    }
+
+    /// How far before the watermark a sweep lists: [`OVERLAP`], or the interval when longer,
+    /// so a sweep that was skipped or late still overlaps the one before.
+    pub fn overlap(&self) -> Duration {
+        OVERLAP.max(self.interval)
+    }
+
+    /// How long a claim keeps other replicas from sweeping the connection: a little less than
+    /// the interval, so this process's own next tick finds it expired.
+    fn claim_ms(&self) -> i64 {
+        let interval = i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
+        interval - (interval / 10).min(5_000)
     }
 
     fn is_held(&self, connection_id: i64) -> bool {
@@ -77,10 +115,10 @@ impl Sweeper {
             .insert(connection_id, Instant::now() + REFUSED_HOLD);
     }
 
-    /// Sweeps straight away and then every `interval`, until aborted.
-    pub fn spawn(self, interval: Duration) -> tokio::task::AbortHandle {
+    /// Sweeps straight away and then every interval, until aborted.
+    pub fn spawn(self) -> tokio::task::AbortHandle {
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
+            let mut ticks = tokio::time::interval(self.interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
@@ -106,7 +144,8 @@ impl Sweeper {
                 continue;
             }
             match self.sweep(&row).await {
-                Ok(n) => taken += n,
+                Ok(SweepOutcome::Swept(n)) => taken += n,
+                Ok(SweepOutcome::Claimed) => {}
                 Err(
                     e @ SweepError::Psa(
                         crate::psa::PsaError::Unauthorized | crate::psa::PsaError::Forbidden,
@@ -130,14 +169,24 @@ impl Sweeper {
         taken
     }
 
-    /// Sweeps one connection; returns how many listed tickets it recorded for the first time.
-    /// Recording a ticket that already has a case (its webhook came first) starts nothing.
-    pub async fn sweep(&self, row: &PsaConnectionRow) -> Result<usize, SweepError> {
+    /// Sweeps one connection unless its sweep is claimed elsewhere; says how many listed
+    /// tickets it recorded for the first time. Recording a ticket that already has a case (its
+    /// webhook came first) starts nothing.
+    pub async fn sweep(&self, row: &PsaConnectionRow) -> Result<SweepOutcome, SweepError> {
         let started = now_ms();
-        let Some(watermark) = self.store.sweep_watermark(row.id).await? else {
-            self.store.save_sweep_watermark(row.id, started).await?;
-            tracing::info!(connection.id = row.id, psa = %row.kind, "sweep starts from now");
-            return Ok(0);
+        let Some(watermark) = self
+            .store
+            .claim_sweep(
+                row.id,
+                &self.owner,
+                started,
+                started.saturating_add(self.claim_ms()),
+            )
+            .await?
+        else {
+            tracing::debug!(connection.id = row.id, psa = %row.kind,
+                "sweep claimed by another process");
+            return Ok(SweepOutcome::Claimed);
         };
         let secrets = self
             .key
@@ -153,7 +202,7 @@ impl Sweeper {
         .map_err(|e| SweepError::Connection(e.to_string()))?;
         let since = OffsetDateTime::from_unix_timestamp_nanos(i128::from(watermark) * 1_000_000)
             .map_err(|e| SweepError::Connection(format!("watermark: {e}")))?
-            - OVERLAP;
+            - self.overlap();
         let tickets = psa.tickets_created_since(since).await?;
         let mut taken = 0;
         for ticket in &tickets {
@@ -174,6 +223,6 @@ impl Sweeper {
             tracing::debug!(connection.id = row.id, psa = %row.kind, listed = tickets.len(),
                 "sweep done");
         }
-        Ok(taken)
+        Ok(SweepOutcome::Swept(taken))
     }
 }

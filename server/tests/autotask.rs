@@ -223,3 +223,33 @@ async fn a_webhook_for_another_kind_of_connection_is_not_found() {
     assert_eq!(statuses, [404, 404]);
     assert_eq!(app.count("SELECT COUNT(*) FROM inbound_events").await, 0);
 }
+
+#[tokio::test]
+async fn a_note_stored_by_a_post_answered_504_is_found_and_not_posted_again() {
+    // Arrange: the tenant stores the link note, but the gateway in front answers 504.
+    let app = spawn_flow().await;
+    let at = &app.world.autotask;
+    at.sim.store_then_fail_next_note_posts(1, 504);
+
+    // Act
+    let created = at
+        .sim
+        .create_ticket(at.company, Some(at.alex), "Slow gateway")
+        .await;
+    link_token(&app, created.id).await;
+    app.wait_until_idle().await;
+
+    // Assert: the retry looked the note up by its reference instead of posting it twice.
+    let notes = at.sim.notes(created.id);
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert_eq!(at.sim.note_posts(), 1);
+    assert!(at.sim.note_queries() >= 1);
+    let posted = app
+        .count_for(
+            "SELECT COUNT(*) FROM notes n JOIN tickets t ON t.id = n.ticket_ref \
+             WHERE t.connection_id = $1 AND n.psa_note_id IS NOT NULL",
+            at.connection_id,
+        )
+        .await;
+    assert_eq!(posted, 1, "the note is recorded as posted");
+}

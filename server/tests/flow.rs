@@ -426,6 +426,30 @@ async fn a_callback_delivered_twice_is_taken_in_once() {
 }
 
 #[tokio::test]
+async fn callbacks_for_several_tickets_fetch_the_signing_key_once() {
+    // Arrange
+    let app = spawn_flow().await;
+
+    // Act: three tickets, three callbacks signed with the key behind the same key_url.
+    let mut tickets = Vec::new();
+    for name in ["One", "Two", "Three"] {
+        tickets.push(app.new_ticket(app.world.contacts.alex, name).await);
+    }
+    for ticket in &tickets {
+        app.link_token(*ticket).await;
+    }
+
+    // Assert
+    assert!(app
+        .world
+        .cw
+        .deliveries()
+        .iter()
+        .all(|d| d.status == Some(200)));
+    assert_eq!(app.world.cw.key_fetches(), 1);
+}
+
+#[tokio::test]
 async fn a_new_callback_for_a_ticket_already_taken_in_writes_no_second_link() {
     // Arrange
     let app = spawn_flow().await;
@@ -688,6 +712,30 @@ async fn a_note_posted_by_a_process_that_died_before_recording_it_is_not_posted_
     let texts = app.note_texts(ticket);
     assert_eq!(texts.len(), 1, "{texts:#?}");
     assert!(texts[0].contains("(deskproof ref "), "{}", texts[0]);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM notes WHERE psa_note_id IS NOT NULL")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_note_stored_by_a_post_answered_504_is_found_and_not_posted_again() {
+    // Arrange: ConnectWise stores the link note, but the gateway in front answers 504.
+    let app = spawn_flow().await;
+    app.world.cw.store_then_fail_next_note_posts(1, 504);
+
+    // Act
+    let ticket = app
+        .new_ticket(app.world.contacts.alex, "Slow gateway")
+        .await;
+    app.link_token(ticket).await;
+    app.wait_until_idle().await;
+
+    // Assert
+    let texts = app.note_texts(ticket);
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert_eq!(app.world.cw.note_posts(), 1);
     assert_eq!(
         app.count("SELECT COUNT(*) FROM notes WHERE psa_note_id IS NOT NULL")
             .await,

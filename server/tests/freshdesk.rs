@@ -245,3 +245,73 @@ async fn one_word_three_part_and_accented_names_follow_the_documented_rule() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn a_note_stored_by_a_post_answered_504_is_found_and_not_posted_again() {
+    // Arrange: Freshdesk stores the link note, but the gateway in front answers 504; the
+    // ticket already has more conversation entries than one page holds.
+    let app = spawn_flow().await;
+    let fd = &app.world.freshdesk;
+    let (ticket, _) = fd.sim.create_ticket(fd.megan, "Chatty ticket").await;
+    link_token(&app, ticket).await;
+    app.wait_until_idle().await;
+    let client = deskproof::psa::freshdesk::FreshdeskClient::with_http(
+        deskproof::psa::source::freshdesk_config(
+            &serde_json::to_value(fd.sim.connection().0).expect("json"),
+            &serde_json::to_string(&fd.sim.connection().1).expect("json"),
+        )
+        .expect("config"),
+        deskproof::psa::http::http_client().expect("http"),
+    )
+    .expect("client");
+    for n in 0..100 {
+        deskproof::psa::Psa::post_internal_note(&client, ticket, &format!("Earlier note {n}"))
+            .await
+            .expect("note");
+    }
+    let posts_before = fd.sim.note_posts();
+    fd.sim.store_then_fail_next_note_posts(1, 504);
+
+    // Act: the approval note is the one cut short; the 100 earlier notes push it to page two.
+    let token = link_token(&app, ticket).await;
+    app.push_and_approve(&token, "megan.bowen").await;
+    wait_for_text(&app, ticket, "megan.bowen has verified this ticket.").await;
+    app.wait_until_idle().await;
+
+    // Assert: one approval note, found on the second page of conversations.
+    let approvals = fd
+        .sim
+        .notes(ticket)
+        .iter()
+        .filter(|n| n.text().contains("has verified this ticket."))
+        .count();
+    assert_eq!(approvals, 1);
+    assert_eq!(fd.sim.note_posts(), posts_before + 1);
+    assert!(fd.sim.conversation_reads() >= 2, "read past the first page");
+}
+
+#[tokio::test]
+async fn the_requester_embedded_in_the_ticket_saves_the_contact_read() {
+    // Arrange
+    let app = spawn_flow().await;
+    let fd = &app.world.freshdesk;
+
+    // Act
+    let (embedded, _) = fd.sim.create_ticket(fd.alex, "Embedded requester").await;
+    link_token(&app, embedded).await;
+    app.wait_until_idle().await;
+    let reads_with_embedding = fd.sim.contact_reads();
+    fd.sim.set_embed_requester(false);
+    let (plain, _) = fd
+        .sim
+        .create_ticket(fd.megan, "No embedded requester")
+        .await;
+    let token = link_token(&app, plain).await;
+    app.wait_until_idle().await;
+
+    // Assert: the contact is read only when the ticket does not carry it.
+    assert_eq!(reads_with_embedding, 0);
+    assert_eq!(fd.sim.contact_reads(), 1);
+    let (_, page) = app.call("verification", &token).await;
+    assert_eq!(page["contact"], "Megan Bowen");
+}

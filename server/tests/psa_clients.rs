@@ -5,12 +5,12 @@ use std::time::Duration;
 use deskproof::psa::autotask::{AutotaskClient, ZoneCache};
 use deskproof::psa::freshdesk::FreshdeskClient;
 use deskproof::psa::halopsa::client::TokenCache;
-use deskproof::psa::halopsa::HaloClient;
+use deskproof::psa::halopsa::{HaloClient, OutcomeCache};
 use deskproof::psa::source::{autotask_config, freshdesk_config, halo_config};
 use deskproof::psa::{Psa, PsaError, TicketId};
 use deskproof::sim::autotask::{AutotaskSim, AutotaskSimConfig};
 use deskproof::sim::freshdesk::FreshdeskSim;
-use deskproof::sim::halopsa::HaloSim;
+use deskproof::sim::halopsa::{HaloSim, HaloSimConfig, PRIVATE_NOTE_OUTCOME_ID};
 use time::OffsetDateTime;
 
 fn http() -> reqwest::Client {
@@ -252,4 +252,192 @@ async fn autotask_writes_notes_with_the_tenants_internal_publish_value() {
     let notes = sim.notes(ticket);
     assert_eq!(notes.iter().map(|n| n.publish).collect::<Vec<_>>(), [5, 5]);
     assert!(notes.iter().all(|n| !n.is_customer_visible()));
+}
+
+fn local() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+#[tokio::test]
+async fn halo_lists_every_page_when_the_answer_has_no_record_count() {
+    // Arrange: five tickets, pages of two, and a Halo that leaves record_count out.
+    let sim = HaloSim::start().await.expect("sim");
+    let client_id = sim.add_client("Contoso");
+    let user = sim.add_user(client_id, "Alex Example", "alex@contoso.example");
+    let created: Vec<TicketId> = (0..5)
+        .map(|n| sim.create_ticket_quietly(user, &format!("T{n}")))
+        .collect();
+    sim.set_record_count(false);
+
+    // Act
+    let listed = halo(&sim, None, &TokenCache::default())
+        .await
+        .with_page_size(2)
+        .tickets_created_since(an_hour_ago())
+        .await
+        .expect("list");
+
+    // Assert
+    assert_eq!(listed, created);
+}
+
+#[tokio::test]
+async fn halo_takes_a_new_token_before_the_old_one_expires_without_a_401() {
+    // Arrange: tokens that live two seconds are renewed after one.
+    let sim = HaloSim::start_with(
+        HaloSimConfig {
+            token_lifetime_secs: 2,
+            ..HaloSimConfig::default()
+        },
+        local(),
+    )
+    .await
+    .expect("sim");
+    let client_id = sim.add_client("Contoso");
+    let user = sim.add_user(client_id, "Alex Example", "alex@contoso.example");
+    let ticket = sim.create_ticket_quietly(user, "Short tokens");
+    let client = halo(&sim, None, &TokenCache::default()).await;
+
+    // Act
+    client.fetch_ticket(ticket).await.expect("first call");
+    let issued = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let again = client.fetch_ticket(ticket).await;
+    let at = issued.elapsed();
+
+    // Assert: a second token, fetched while the first was still valid, and Halo never had to
+    // refuse one.
+    assert!(again.is_ok(), "{again:?}");
+    assert!(at < Duration::from_secs(2), "{at:?}");
+    assert_eq!(sim.tokens_issued(), 2);
+    assert_eq!(sim.unauthorized_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_slow_halo_token_server_holds_up_only_its_own_tenant() {
+    // Arrange: two tenants sharing the deployment's token cache; one answers tokens slowly.
+    let slow = HaloSim::start().await.expect("sim");
+    let fast = HaloSim::start_with(
+        HaloSimConfig {
+            client_id: "other-client".into(),
+            ..HaloSimConfig::default()
+        },
+        local(),
+    )
+    .await
+    .expect("sim");
+    let mut tickets = Vec::new();
+    for sim in [&slow, &fast] {
+        let client_id = sim.add_client("Contoso");
+        let user = sim.add_user(client_id, "Alex Example", "alex@contoso.example");
+        tickets.push(sim.create_ticket_quietly(user, "Token race"));
+    }
+    slow.set_token_delay(Duration::from_secs(3));
+    let tokens = TokenCache::default();
+    let slow_client = halo(&slow, None, &tokens).await;
+    let fast_client = halo(&fast, None, &tokens).await;
+
+    // Act
+    let slow_ticket = tickets[0];
+    let waiting = tokio::spawn(async move { slow_client.fetch_ticket(slow_ticket).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let fast_answer = fast_client.fetch_ticket(tickets[1]).await;
+    let fast_took = started.elapsed();
+    let slow_finished = waiting.is_finished();
+    let slow_answer = waiting.await.expect("task");
+
+    // Assert
+    assert!(fast_answer.is_ok(), "{fast_answer:?}");
+    assert!(fast_took < Duration::from_secs(1), "{fast_took:?}");
+    assert!(
+        !slow_finished,
+        "the slow tenant was still waiting for its token"
+    );
+    assert!(slow_answer.is_ok(), "{slow_answer:?}");
+}
+
+#[tokio::test]
+async fn halo_notes_use_the_tenants_private_note_outcome_read_once() {
+    // Arrange
+    let sim = HaloSim::start().await.expect("sim");
+    let client_id = sim.add_client("Contoso");
+    let user = sim.add_user(client_id, "Alex Example", "alex@contoso.example");
+    let ticket = sim.create_ticket_quietly(user, "Outcomes");
+    let outcomes = OutcomeCache::default();
+
+    // Act: two clients of the same connection share the outcome cache.
+    for text in ["one", "two"] {
+        halo(&sim, None, &TokenCache::default())
+            .await
+            .with_outcomes(outcomes.clone())
+            .post_internal_note(ticket, text)
+            .await
+            .expect("note");
+    }
+
+    // Assert
+    let notes = sim.notes(ticket);
+    assert_eq!(notes.len(), 2);
+    for note in &notes {
+        assert_eq!(note.outcome_id, PRIVATE_NOTE_OUTCOME_ID);
+        assert_eq!(note.outcome, "Private Note");
+        assert!(note.hidden_from_user && !note.send_email, "{note:?}");
+    }
+    assert_eq!(sim.outcome_reads(), 1);
+}
+
+#[tokio::test]
+async fn a_halo_tenant_without_a_private_note_outcome_gets_a_clear_error_and_no_note() {
+    // Arrange: a tenant whose outcomes were renamed; then one with a renamed private outcome.
+    let config = |outcomes: &[(i64, &str)]| HaloSimConfig {
+        outcomes: outcomes
+            .iter()
+            .map(|(id, n)| (*id, n.to_string()))
+            .collect(),
+        ..HaloSimConfig::default()
+    };
+    let none = HaloSim::start_with(config(&[(1, "Ticket Logged"), (3, "Note")]), local())
+        .await
+        .expect("sim");
+    let renamed = HaloSim::start_with(
+        config(&[(1, "Ticket Logged"), (44, "Private (technicians only)")]),
+        local(),
+    )
+    .await
+    .expect("sim");
+    let mut tickets = Vec::new();
+    for sim in [&none, &renamed] {
+        let client_id = sim.add_client("Contoso");
+        let user = sim.add_user(client_id, "Alex Example", "alex@contoso.example");
+        tickets.push(sim.create_ticket_quietly(user, "Outcomes"));
+    }
+
+    // Act
+    let refused = halo(&none, None, &TokenCache::default())
+        .await
+        .post_internal_note(tickets[0], "text")
+        .await;
+    let written = halo(&renamed, None, &TokenCache::default())
+        .await
+        .post_internal_note(tickets[1], "text")
+        .await;
+
+    // Assert
+    match refused {
+        Err(e @ PsaError::Config(_)) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("no \"Private Note\" action outcome"),
+                "{message}"
+            );
+            assert!(message.contains("Ticket Logged, Note"), "{message}");
+            assert!(!e.is_retryable());
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert!(none.notes(tickets[0]).is_empty());
+    assert_eq!(none.note_posts(), 0);
+    assert!(written.is_ok(), "{written:?}");
+    assert_eq!(renamed.notes(tickets[1])[0].outcome_id, 44);
 }

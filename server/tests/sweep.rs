@@ -1,10 +1,20 @@
 //! The scheduled sweep over real HTTP, for all four PSAs: a ticket whose webhook never came
-//! is still taken in, and one already taken in through its webhook gets no second link.
+//! is still taken in, and one already taken in through its webhook gets no second link; a new
+//! connection misses nothing before its first sweep; replicas sharing a database sweep each
+//! connection once per interval and never move its watermark back.
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deskproof::psa::TicketId;
+use deskproof::crypto::MasterKey;
+use deskproof::psa::{CompanyId, TicketId};
+use deskproof::sim::halopsa::HaloSim;
+use deskproof::storage::{NewPsaConnection, PsaConnectionRow, Store};
+use deskproof::sweep::{SweepOutcome, Sweeper};
+use deskproof::verify::clients::StoredClients;
+use deskproof::verify::flow::{Flow, FlowSettings};
+use deskproof::verify::worker::Worker;
 use support::flow::{spawn_flow_with, token_in, wait_until, FlowApp};
 
 fn now_ms() -> i64 {
@@ -48,7 +58,7 @@ async fn sweep_key_stored(app: &FlowApp, connection_id: i64, ticket: TicketId) -
 
 #[tokio::test]
 async fn the_sweep_takes_in_tickets_without_a_webhook_and_skips_handled_ones() {
-    // Arrange: the first sweep of each connection only records where to start.
+    // Arrange: each connection's first sweep has run.
     let app = spawn_flow_with(|c| c.sweep_interval_secs = 1).await;
     let w = &app.world;
     wait_for_sweeps_after(&app, 0).await;
@@ -177,7 +187,7 @@ async fn a_connection_whose_credentials_are_refused_is_not_swept_again_at_once()
         .await
         .expect("connection");
 
-    // Act: the first sweep records the start, the second is refused; then several more pass.
+    // Act: the first sweep is refused; then several more pass.
     let deadline = Instant::now() + Duration::from_secs(20);
     while at.sim.refused_calls() == 0 {
         assert!(Instant::now() < deadline, "the wrong secret was never used");
@@ -193,5 +203,210 @@ async fn a_connection_whose_credentials_are_refused_is_not_swept_again_at_once()
             wrong,
         )
         .await;
-    assert_eq!(wrong_watermark, 1, "only the first sweep's starting point");
+    assert_eq!(
+        wrong_watermark, 1,
+        "only the starting point of its creation"
+    );
+}
+
+fn master_key(app: &FlowApp) -> MasterKey {
+    MasterKey::from_config(&support::flow::flow_config(&app.db_url, app.dir.path()))
+        .expect("master key")
+}
+
+/// A sweeper as a deskproof process builds one, on `store`, sweeping every `interval`.
+fn sweeper(store: Store, key: MasterKey, interval: Duration) -> Sweeper {
+    let clients = StoredClients::new(store.clone(), key.clone()).expect("clients");
+    let psa_http = clients.psa_http.clone();
+    let flow = Flow {
+        store: store.clone(),
+        clients: Arc::new(clients),
+        key: key.clone(),
+        settings: FlowSettings::default(),
+    };
+    let worker = Worker::new(flow, Duration::from_secs(60));
+    Sweeper::new(store, key, psa_http, worker, interval)
+}
+
+/// A new HaloPSA tenant with Alex Example, stored as a connection of the demo's HaloPSA
+/// organization; returns the simulator, the stored connection and Alex.
+async fn new_halo_connection(
+    app: &FlowApp,
+) -> (HaloSim, PsaConnectionRow, deskproof::psa::ContactId) {
+    let sim = HaloSim::start().await.expect("sim");
+    let company: CompanyId = sim.add_client("Contoso");
+    let alex = sim.add_user(company, "Alex Example", "alex.example@contoso.example");
+    let (settings, secrets) = sim.connection();
+    let id = app
+        .store
+        .create_psa_connection(&NewPsaConnection {
+            kind: "halopsa".into(),
+            name: format!("HaloPSA at {}", sim.url()),
+            settings: serde_json::to_value(settings).expect("json"),
+            secrets_sealed: master_key(app).seal(&serde_json::to_string(&secrets).expect("json")),
+        })
+        .await
+        .expect("connection");
+    app.store
+        .map_company(id, &company.to_string(), app.world.halo.organization_id)
+        .await
+        .expect("mapping");
+    let row = app
+        .store
+        .psa_connection(id)
+        .await
+        .expect("read")
+        .expect("stored");
+    (sim, row, alex)
+}
+
+fn halo_links(sim: &HaloSim, ticket: TicketId) -> usize {
+    let texts: Vec<String> = sim.notes(ticket).into_iter().map(|n| n.text()).collect();
+    links(&texts)
+}
+
+#[tokio::test]
+async fn a_ticket_created_before_a_new_connections_first_sweep_is_taken_in() {
+    // Arrange: deskproof's own sweep is off; this test sweeps by hand.
+    let app = spawn_flow_with(|c| c.sweep_interval_secs = 0).await;
+    let created_after = now_ms();
+    let (sim, row, alex) = new_halo_connection(&app).await;
+    let ticket = sim.create_ticket_quietly(alex, "Before the first sweep");
+    let sweeper = sweeper(
+        app.store.clone(),
+        master_key(&app),
+        Duration::from_secs(300),
+    );
+
+    // Act
+    let watermark = app.store.sweep_watermark(row.id).await.expect("watermark");
+    let outcome = sweeper.sweep(&row).await.expect("sweep");
+
+    // Assert: the watermark was set when the connection was stored, so the first sweep lists.
+    let watermark = watermark.expect("set with the connection");
+    assert!(watermark >= created_after, "{watermark} < {created_after}");
+    assert_eq!(outcome, SweepOutcome::Swept(1));
+    wait_until(
+        "the sweep's link note",
+        || halo_links(&sim, ticket),
+        |n| *n == 1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_connection_saved_as_the_settings_page_saves_it_gets_its_watermark_at_once() {
+    // Arrange
+    let app = spawn_flow_with(|c| c.sweep_interval_secs = 0).await;
+    let before = now_ms();
+
+    // Act
+    let id = app
+        .store
+        .save_psa_connection(
+            None,
+            &NewPsaConnection {
+                kind: "freshdesk".into(),
+                name: "Saved in settings".into(),
+                settings: serde_json::json!({"base_url": "https://example.freshdesk.com"}),
+                secrets_sealed: master_key(&app).seal(r#"{"api_key":"k","webhook_secret":"s"}"#),
+            },
+            &deskproof::storage::AuditEntry {
+                actor: "morgan".into(),
+                action: "PSA connection created".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("saved");
+    let watermark = app.store.sweep_watermark(id).await.expect("watermark");
+
+    // Assert
+    let watermark = watermark.expect("a watermark from the start");
+    assert!(watermark >= before && watermark <= now_ms(), "{watermark}");
+}
+
+#[tokio::test]
+async fn the_overlap_is_at_least_the_sweep_interval() {
+    // Arrange: a ticket the PSA dated twenty minutes before the connection's watermark (a
+    // ticket stored late, or a PSA clock running behind).
+    let app = spawn_flow_with(|c| c.sweep_interval_secs = 0).await;
+    let (sim, row, alex) = new_halo_connection(&app).await;
+    let late = sim.create_old_ticket_quietly(alex, "Stored late", Duration::from_secs(20 * 60));
+    let hourly = sweeper(
+        app.store.clone(),
+        master_key(&app),
+        Duration::from_secs(3600),
+    );
+
+    // Act
+    let outcome = hourly.sweep(&row).await.expect("sweep");
+
+    // Assert: an hourly sweep looks an hour back, not five minutes.
+    assert_eq!(hourly.overlap(), Duration::from_secs(3600));
+    assert_eq!(outcome, SweepOutcome::Swept(1));
+    wait_until(
+        "the sweep's link note",
+        || halo_links(&sim, late),
+        |n| *n == 1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_replicas_sweeping_at_once_sweep_a_connection_once_per_interval() {
+    // Arrange: two processes' sweepers, each with its own connection to the database.
+    let app = spawn_flow_with(|c| c.sweep_interval_secs = 0).await;
+    let (sim, row, alex) = new_halo_connection(&app).await;
+    let ticket = sim.create_ticket_quietly(alex, "Seen by both replicas");
+    let other_store = deskproof::storage::connect(&app.db_url)
+        .await
+        .expect("second replica's database");
+    let interval = Duration::from_secs(1);
+    let first = sweeper(app.store.clone(), master_key(&app), interval);
+    let second = sweeper(other_store, master_key(&app), interval);
+
+    // Act
+    let (a, b) = tokio::join!(first.sweep(&row), second.sweep(&row));
+    let a_again = first.sweep(&row).await.expect("sweep");
+    tokio::time::sleep(interval).await;
+    let b_later = second.sweep(&row).await.expect("sweep");
+
+    // Assert: one of the two swept, the other found the claim; within the interval even the
+    // first is held off, and after it the other replica sweeps.
+    let mut outcomes = [a.expect("sweep"), b.expect("sweep")];
+    outcomes.sort_by_key(|o| matches!(o, SweepOutcome::Claimed));
+    assert_eq!(outcomes, [SweepOutcome::Swept(1), SweepOutcome::Claimed]);
+    assert_eq!(a_again, SweepOutcome::Claimed);
+    assert_eq!(b_later, SweepOutcome::Swept(0), "listed again, nothing new");
+    wait_until("one link note", || halo_links(&sim, ticket), |n| *n == 1).await;
+    app.wait_until_idle().await;
+    assert_eq!(halo_links(&sim, ticket), 1);
+}
+
+#[tokio::test]
+async fn a_sweep_that_finishes_last_never_moves_the_watermark_back() {
+    // Arrange
+    let app = spawn_flow_with(|c| c.sweep_interval_secs = 0).await;
+    let (_sim, row, _) = new_halo_connection(&app).await;
+    let start = app
+        .store
+        .sweep_watermark(row.id)
+        .await
+        .expect("watermark")
+        .expect("set");
+
+    // Act: a sweep that started later saves first; one that started earlier saves after it.
+    app.store
+        .save_sweep_watermark(row.id, start + 60_000)
+        .await
+        .expect("save");
+    app.store
+        .save_sweep_watermark(row.id, start + 1_000)
+        .await
+        .expect("save");
+
+    // Assert
+    let watermark = app.store.sweep_watermark(row.id).await.expect("watermark");
+    assert_eq!(watermark, Some(start + 60_000));
 }

@@ -1,24 +1,15 @@
 //! Inbound PSA webhooks. A delivery is authenticated, stored, and only then answered 200;
 //! the ticket itself is fetched later by a background job, never trusted as sent.
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tokio::sync::Mutex;
 
 use crate::http::AppState;
-use crate::psa::connectwise::{CallbackError, CallbackVerifier};
-use crate::psa::source::{connect, connectwise_config, Purpose};
+use crate::psa::source::{connect, Purpose};
 use crate::psa::{Inbound, InboundRequest, PsaKind, WebhookError};
 use crate::verify::flow::now_ms;
-
-/// Verifiers per connection, kept so their signing-key caches live across deliveries.
-#[derive(Clone, Default)]
-pub struct Verifiers(Arc<Mutex<HashMap<i64, Arc<CallbackVerifier>>>>);
 
 fn answer(status: StatusCode, message: &str) -> Response {
     (
@@ -28,123 +19,30 @@ fn answer(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-/// `POST /hooks/connectwise/{connection_id}`
+/// `POST /hooks/connectwise/{connection_id}?recordId=…`: `x-content-signature` checked with
+/// the key behind `Metadata.key_url` (fetched only from the connection's ConnectWise host),
+/// `added` tickets only, de-duplicated on `MessageId`; see
+/// [`crate::psa::connectwise::ConnectWiseClient`]'s `check_webhook`.
 pub async fn connectwise(
     State(state): State<AppState>,
     Path(connection_id): Path<i64>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let verifier = match verifier_for(&state, connection_id).await {
-        Ok(v) => v,
-        Err(response) => return response,
-    };
-    let event = match verifier.verify_request(&headers, &body).await {
-        Ok(event) => event,
-        Err(e @ (CallbackError::MissingSignature | CallbackError::BadSignature)) => {
-            tracing::warn!(connection.id = connection_id, error = %e, "callback refused");
-            return answer(StatusCode::UNAUTHORIZED, &e.to_string());
-        }
-        Err(e @ CallbackError::KeyUrlNotAllowed { .. }) => {
-            tracing::warn!(
-                connection.id = connection_id,
-                "callback key_url not allowed"
-            );
-            return answer(StatusCode::UNAUTHORIZED, &e.to_string());
-        }
-        Err(e @ CallbackError::Malformed(_)) => {
-            return answer(StatusCode::BAD_REQUEST, &e.to_string());
-        }
-        Err(e @ CallbackError::KeyFetch(_)) => {
-            tracing::warn!(connection.id = connection_id, error = %e, "callback key unavailable");
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the signing key could not be fetched",
-            );
-        }
-    };
-    // The message id is what makes a replayed delivery recognizable: none, no delivery.
-    if event.message_id.trim().is_empty() {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            "the callback body is malformed: no MessageId",
-        );
-    }
-    let Some(ticket_id) = event.ticket_id.filter(|_| event.is_ticket_added()) else {
-        return answer(StatusCode::OK, "ignored: only new tickets are verified");
-    };
-    match state
-        .store
-        .record_delivery(
-            connection_id,
-            &event.message_id,
-            &ticket_id.to_string(),
-            now_ms(),
-        )
-        .await
-    {
-        Ok(true) => {
-            tracing::info!(connection.id = connection_id, ticket.id = %ticket_id, "ticket received");
-            state.worker.nudge();
-            answer(StatusCode::OK, "accepted")
-        }
-        Ok(false) => answer(StatusCode::OK, "duplicate delivery: already accepted"),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot store a callback");
-            answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the delivery could not be stored",
-            )
-        }
-    }
+    psa_webhook(
+        state,
+        PsaKind::ConnectWise,
+        connection_id,
+        headers,
+        query,
+        body,
+    )
+    .await
 }
 
-async fn verifier_for(
-    state: &AppState,
-    connection_id: i64,
-) -> Result<Arc<CallbackVerifier>, Response> {
-    let mut cache = state.verifiers.0.lock().await;
-    if let Some(v) = cache.get(&connection_id) {
-        return Ok(v.clone());
-    }
-    let row = match state.store.psa_connection(connection_id).await {
-        Ok(Some(row)) if row.kind == "connectwise" => row,
-        Ok(_) => {
-            return Err(answer(
-                StatusCode::NOT_FOUND,
-                "no such ConnectWise connection",
-            ))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read a PSA connection");
-            return Err(answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable",
-            ));
-        }
-    };
-    let secrets = state.flow.key.open(&row.secrets_sealed).map_err(|_| {
-        tracing::error!(
-            connection.id = connection_id,
-            "connection secrets cannot be opened"
-        );
-        answer(StatusCode::SERVICE_UNAVAILABLE, "connection misconfigured")
-    })?;
-    let verifier = connectwise_config(&row.settings, secrets.expose())
-        .map_err(|e| e.to_string())
-        .and_then(|config| CallbackVerifier::for_tenant(&config).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            tracing::error!(connection.id = connection_id, error = %e, "connection misconfigured");
-            answer(StatusCode::SERVICE_UNAVAILABLE, "connection misconfigured")
-        })?;
-    let verifier = Arc::new(verifier);
-    cache.insert(connection_id, verifier.clone());
-    Ok(verifier)
-}
-
-/// `POST /hooks/{autotask|freshdesk|halopsa}/{connection_id}`: the PSA's own check of the
-/// delivery (signature, shared secret or credentials), then the same storing and
-/// de-duplication as ConnectWise callbacks.
+/// `POST /hooks/{psa}/{connection_id}`: the PSA's own check of the delivery (signature,
+/// shared secret or credentials), then one way of storing and de-duplicating it for every PSA.
 async fn psa_webhook(
     state: AppState,
     kind: PsaKind,

@@ -33,7 +33,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub flow: Flow,
     pub worker: Worker,
-    pub verifiers: hooks::Verifiers,
     /// Connection pools and caches for the PSA clients that check webhooks.
     pub psa_http: crate::psa::source::PsaHttp,
     pub admin: Arc<crate::admin::AdminService>,

@@ -343,8 +343,9 @@ pub trait Psa: Send + Sync {
     /// Writes a note only technicians can see, with no notification sent to anyone.
     async fn post_internal_note(&self, ticket: TicketId, text: &str) -> Result<NoteId, PsaError>;
 
-    /// The ticket's note whose text contains `marker`, if the PSA can list notes. Used to tell
-    /// whether a post that was cut short reached the PSA; `None` means "post it".
+    /// The ticket's note whose text contains `marker`. Used to tell whether a post that was
+    /// cut short reached the PSA; `None` means "post it". Every supported PSA lists notes;
+    /// the default, for one that could not, always posts again.
     async fn find_note(&self, ticket: TicketId, marker: &str) -> Result<Option<NoteId>, PsaError> {
         let _ = (ticket, marker);
         Ok(None)

@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::psa::autotask::{AutotaskClient, AutotaskConfig, ZoneCache, DEFAULT_ZONE_LOOKUP};
-use crate::psa::connectwise::{CallbackVerifier, ConnectWiseClient, ConnectWiseConfig};
+use crate::psa::connectwise::{
+    CallbackVerifier, ConnectWiseClient, ConnectWiseConfig, HttpKeyFetcher, KeyCache,
+};
 use crate::psa::freshdesk::{FreshdeskClient, FreshdeskConfig, DEFAULT_WEBHOOK_HEADER};
-use crate::psa::halopsa::{HaloClient, HaloConfig, TokenCache};
+use crate::psa::halopsa::{HaloClient, HaloConfig, OutcomeCache, TokenCache};
 use crate::psa::{Psa, PsaError, PsaKind, TicketId};
 use crate::secret::Secret;
 use crate::verify::ports::{RemoteError, TicketFacts, TicketSource};
@@ -213,24 +215,33 @@ pub fn check_connection(
     Ok(())
 }
 
-/// HTTP clients and caches shared by every connection, so connection pools, Autotask zones
-/// and HaloPSA tokens are reused across jobs.
+/// HTTP clients and caches shared by every connection, so connection pools, ConnectWise
+/// signing keys, Autotask zones and HaloPSA tokens and outcomes are reused across jobs and
+/// webhook deliveries.
 #[derive(Clone)]
 pub struct PsaHttp {
     pub connectwise: reqwest::Client,
+    /// Fetches ConnectWise callback signing keys (never follows redirects).
+    pub callback_keys_http: reqwest::Client,
+    pub callback_keys: KeyCache,
     /// Autotask, Freshdesk and HaloPSA.
     pub others: reqwest::Client,
     pub autotask_zones: ZoneCache,
     pub halo_tokens: TokenCache,
+    pub halo_outcomes: OutcomeCache,
 }
 
 impl PsaHttp {
     pub fn new() -> Result<PsaHttp, SourceError> {
         Ok(PsaHttp {
             connectwise: ConnectWiseClient::http_client()?,
+            callback_keys_http: HttpKeyFetcher::http_client()
+                .map_err(|e| SourceError::Settings(e.to_string()))?,
+            callback_keys: KeyCache::default(),
             others: crate::psa::http::http_client()?,
             autotask_zones: ZoneCache::default(),
             halo_tokens: TokenCache::default(),
+            halo_outcomes: OutcomeCache::default(),
         })
     }
 }
@@ -257,8 +268,14 @@ pub fn connect(
             let mut client =
                 ConnectWiseClient::with_http(config.clone(), http.connectwise.clone())?;
             if purpose == Purpose::Webhooks {
-                let verifier = CallbackVerifier::for_tenant(&config)
-                    .map_err(|e| SourceError::Settings(e.to_string()))?;
+                // Key URLs only ever on this tenant's host, keys cached across deliveries.
+                let fetcher = HttpKeyFetcher::with_http(
+                    http.callback_keys_http.clone(),
+                    Some(config.client_id.clone()),
+                );
+                let verifier = CallbackVerifier::new(&config.base_url, Arc::new(fetcher))
+                    .with_company(config.company_id.clone())
+                    .with_key_cache(http.callback_keys.clone());
                 client = client.with_callback_verifier(Arc::new(verifier));
             }
             Arc::new(client)
@@ -272,11 +289,14 @@ pub fn connect(
             freshdesk_config(settings, secrets_json)?,
             http.others.clone(),
         )?),
-        PsaKind::HaloPsa => Arc::new(HaloClient::with_http(
-            halo_config(settings, secrets_json)?,
-            http.others.clone(),
-            http.halo_tokens.clone(),
-        )?),
+        PsaKind::HaloPsa => Arc::new(
+            HaloClient::with_http(
+                halo_config(settings, secrets_json)?,
+                http.others.clone(),
+                http.halo_tokens.clone(),
+            )?
+            .with_outcomes(http.halo_outcomes.clone()),
+        ),
     })
 }
 

@@ -5,7 +5,8 @@
 //!
 //! - `GET  /atservicesrest/v1.0/zoneInformation?user=…` (no credentials)
 //! - `GET  /ATServicesRest/V1.0/Tickets/{id}`, `POST …/Tickets/query`
-//! - `GET|POST /ATServicesRest/V1.0/Tickets/{id}/Notes`
+//! - `GET|POST /ATServicesRest/V1.0/Tickets/{id}/Notes`, `POST …/TicketNotes/query` (by `id`
+//!   and `ticketID`)
 //! - `GET  /ATServicesRest/V1.0/Contacts/{id}`
 //!
 //! Errors use Autotask's shape `{"errors": ["…"]}`. A missing or wrong `ApiIntegrationCode`,
@@ -110,6 +111,8 @@ struct State {
     webhook_url: Option<String>,
     deliveries: Vec<Delivery>,
     zone_lookups: usize,
+    /// `POST /TicketNotes/query` calls.
+    note_queries: usize,
     /// API calls refused for bad credentials.
     refused: usize,
 }
@@ -223,6 +226,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/ATServicesRest/V1.0/Tickets/{id}/Notes",
             get(list_notes).post(post_note),
         )
+        .route("/ATServicesRest/V1.0/TicketNotes/query", post(query_notes))
         .route("/ATServicesRest/V1.0/Contacts/{id}", get(get_contact))
         .route(
             "/ATServicesRest/V1.0/TicketNotes/entityInformation/fields",
@@ -314,12 +318,10 @@ fn compare(op: &str, left: &Value, right: &Value) -> Option<bool> {
     })
 }
 
-async fn query_tickets(AxState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
-    let mut s = shared.lock();
-    if let Err(r) = authenticate(&mut s, &headers) {
-        return *r;
-    }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+/// Runs an Autotask query (`{"MaxRecords", "filter": [{op, field, value}]}`) over `records`,
+/// each filter on one of `fields`; every filter must hold. Answers the first `MaxRecords`.
+fn run_query(body: &[u8], records: Vec<Value>, fields: &[&str], entity: &str) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
         return error(
             StatusCode::BAD_REQUEST,
             "The request body is not valid JSON",
@@ -347,21 +349,20 @@ async fn query_tickets(AxState(shared): St, headers: HeaderMap, body: Bytes) -> 
         );
     }
     let mut items = Vec::new();
-    for t in s.tickets.values() {
-        let record = ticket_json(t);
+    for record in records {
         let mut keep = true;
         for f in &filters {
             let op = f.get("op").and_then(Value::as_str).unwrap_or_default();
             let field = f.get("field").and_then(Value::as_str).unwrap_or_default();
             let value = f.get("value").cloned().unwrap_or(Value::Null);
-            let Some(left) = ["id", "createDate", "companyID", "contactID"]
+            let Some(left) = fields
                 .iter()
                 .find(|k| k.eq_ignore_ascii_case(field))
                 .and_then(|k| record.get(*k))
             else {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("Unable to find {field} in the Ticket entity"),
+                    format!("Unable to find {field} in the {entity} entity"),
                 );
             };
             match compare(&op.to_ascii_lowercase(), left, &value) {
@@ -390,6 +391,36 @@ async fn query_tickets(AxState(shared): St, headers: HeaderMap, body: Bytes) -> 
     .into_response()
 }
 
+async fn query_tickets(AxState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
+        return *r;
+    }
+    let records = s.tickets.values().map(ticket_json).collect();
+    run_query(
+        &body,
+        records,
+        &["id", "createDate", "companyID", "contactID"],
+        "Ticket",
+    )
+}
+
+fn note_json(n: &AtSimNote) -> Value {
+    json!({"id": n.id, "ticketID": n.ticket_id, "title": n.title,
+           "description": n.description, "noteType": n.note_type, "publish": n.publish})
+}
+
+/// `POST /TicketNotes/query`: notes by `id` and `ticketID`.
+async fn query_notes(AxState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
+        return *r;
+    }
+    s.note_queries += 1;
+    let records = s.notes.iter().map(note_json).collect();
+    run_query(&body, records, &["id", "ticketID"], "TicketNote")
+}
+
 async fn list_notes(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let mut s = shared.lock();
     if let Err(r) = authenticate(&mut s, &headers) {
@@ -403,10 +434,7 @@ async fn list_notes(AxState(shared): St, Path(id): Path<String>, headers: Header
         .notes
         .iter()
         .filter(|n| n.ticket_id == id)
-        .map(|n| {
-            json!({"id": n.id, "ticketID": n.ticket_id, "title": n.title,
-                   "description": n.description, "noteType": n.note_type, "publish": n.publish})
-        })
+        .map(note_json)
         .collect();
     Json(json!({"items": items, "pageDetails": {"count": items.len()}})).into_response()
 }
@@ -421,8 +449,9 @@ async fn post_note(
     if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
-    if let Some(status) = s.faults.take_next() {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let fault = s.faults.take_next();
+    if let Some(fault) = fault.filter(|f| !f.stored) {
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return common::with_retry_after(error(
             status,
             "The request could not be processed right now",
@@ -494,6 +523,9 @@ async fn post_note(
         note_type,
         publish,
     });
+    if let Some(fault) = fault {
+        return common::stored_but_failed(fault.status);
+    }
     Json(json!({ "itemId": note_id })).into_response()
 }
 
@@ -537,6 +569,7 @@ impl AutotaskSim {
                 webhook_url: None,
                 deliveries: Vec::new(),
                 zone_lookups: 0,
+                note_queries: 0,
                 refused: 0,
             }),
             http: common::outbound()?,
@@ -678,6 +711,17 @@ impl AutotaskSim {
     /// The next `n` note posts fail with `status` (429 carries `Retry-After: 1`).
     pub fn fail_next_note_posts(&self, n: usize, status: u16) {
         self.shared.lock().faults.queue(n, status);
+    }
+
+    /// The next `n` note posts store their note and are then answered with `status` (504 is
+    /// a gateway that gave up waiting): the note is there, but the caller was not told.
+    pub fn store_then_fail_next_note_posts(&self, n: usize, status: u16) {
+        self.shared.lock().faults.queue_stored(n, status);
+    }
+
+    /// `POST /TicketNotes/query` calls so far.
+    pub fn note_queries(&self) -> usize {
+        self.shared.lock().note_queries
     }
 
     /// Every note POST that reached the simulator, including refused ones.

@@ -89,21 +89,49 @@ pub async fn deliver(
     }
 }
 
-/// Failures queued for the next note posts, one status per post.
+/// What an injected failure does to a note post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoteFault {
+    /// The status the post is answered with.
+    pub status: u16,
+    /// The note is stored before the failure is answered, as when a gateway times out after
+    /// the PSA wrote it: the caller cannot tell whether it was written.
+    pub stored: bool,
+}
+
+/// Failures queued for the next note posts, one per post.
 #[derive(Debug, Default)]
 pub struct NoteFaults {
-    queued: Vec<u16>,
+    queued: Vec<NoteFault>,
     /// Every note POST that reached the simulator, failed or not.
     pub posts: usize,
 }
 
 impl NoteFaults {
+    /// The next `n` posts are refused with `status` and store nothing.
     pub fn queue(&mut self, n: usize, status: u16) {
-        self.queued = vec![status; n];
+        self.queued = vec![
+            NoteFault {
+                status,
+                stored: false
+            };
+            n
+        ];
     }
 
-    /// Counts a post and returns the status it must fail with, if any.
-    pub fn take_next(&mut self) -> Option<u16> {
+    /// The next `n` posts store their note and are then answered with `status`.
+    pub fn queue_stored(&mut self, n: usize, status: u16) {
+        self.queued = vec![
+            NoteFault {
+                status,
+                stored: true
+            };
+            n
+        ];
+    }
+
+    /// Counts a post and returns the failure it must get, if any.
+    pub fn take_next(&mut self) -> Option<NoteFault> {
         self.posts += 1;
         if self.queued.is_empty() {
             None
@@ -111,6 +139,14 @@ impl NoteFaults {
             Some(self.queued.remove(0))
         }
     }
+}
+
+/// The answer a note post that failed after storing its note gets: a gateway time-out.
+pub fn stored_but_failed(status: u16) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status =
+        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::GATEWAY_TIMEOUT);
+    (status, "The upstream server did not answer in time").into_response()
 }
 
 /// `Retry-After` sent with every simulated 429.

@@ -7,7 +7,8 @@
 //! - `GET  /api/v2/tickets` (`updated_since`, `order_by`, `order_type`, `per_page` ≤ 100,
 //!   `page`; a `Link: <…>; rel="next"` header while more pages exist)
 //! - `GET  /api/v2/tickets/{id}` (`include=requester|company|stats`)
-//! - `POST /api/v2/tickets/{id}/notes`, `GET /api/v2/tickets/{id}/conversations`
+//! - `POST /api/v2/tickets/{id}/notes`, `GET /api/v2/tickets/{id}/conversations` (`per_page`
+//!   ≤ 100, `page`, the same `Link` header)
 //! - `GET  /api/v2/contacts/{id}`
 //!
 //! Errors use Freshdesk's shapes: `{"code": …, "message": …}` for 401/404/429 and
@@ -102,6 +103,12 @@ struct State {
     faults: NoteFaults,
     webhook_url: Option<String>,
     deliveries: Vec<Delivery>,
+    /// `include=requester` embeds the requester (Freshdesk always does; off to test readers).
+    embed_requester: bool,
+    /// Every API call, refused ones included, as they count against the account's limit.
+    api_calls: usize,
+    contact_reads: usize,
+    conversation_reads: usize,
     used_this_minute: u32,
     /// When the current one-minute rate-limit window began.
     window_start: std::time::Instant,
@@ -182,6 +189,7 @@ fn authenticate(s: &mut State, headers: &HeaderMap) -> Result<(), Box<Response>>
         .and_then(|b| BASE64.decode(b.trim()).ok())
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.split_once(':').map(|(u, _)| u.to_owned()));
+    s.api_calls += 1;
     let elapsed = s.window_start.elapsed();
     if elapsed >= std::time::Duration::from_secs(60) {
         s.window_start = std::time::Instant::now();
@@ -249,7 +257,7 @@ fn ticket_json(s: &State, t: &Ticket, include_requester: bool) -> Value {
         "created_at": common::format_time(t.created),
         "updated_at": common::format_time(t.created),
     });
-    if include_requester {
+    if include_requester && s.embed_requester {
         if let Some(c) = s.contacts.get(&t.requester_id) {
             v["requester"] = requester_json(t.requester_id, c);
         }
@@ -324,6 +332,7 @@ async fn get_contact(AxState(shared): St, Path(id): Path<String>, headers: Heade
     if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
+    s.contact_reads += 1;
     let response = match id_of(&id).map(|id| (id, s.contacts.get(&id).cloned())) {
         Ok((id, Some(c))) => Json(json!({
             "id": id, "name": c.name, "email": c.email, "phone": null, "mobile": null,
@@ -345,21 +354,9 @@ async fn list_tickets(
     if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
-    let per_page = match q.get("per_page").map(|p| p.parse::<usize>()) {
-        None => 30,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        _ => {
-            return invalid(
-                "per_page",
-                "invalid_value",
-                "It should be between 1 and 100",
-            )
-        }
-    };
-    let page = match q.get("page").map(|p| p.parse::<usize>()) {
-        None => 1,
-        Some(Ok(n)) if n >= 1 => n,
-        _ => return invalid("page", "invalid_value", "It should be a positive number"),
+    let paging = match paging(&q) {
+        Ok(p) => p,
+        Err(r) => return *r,
     };
     let since = match q.get("updated_since") {
         None => None,
@@ -404,14 +401,51 @@ async fn list_tickets(
     if !ascending {
         tickets.reverse();
     }
-    let start = (page - 1) * per_page;
-    let more = tickets.len() > start + per_page;
     let items: Vec<Value> = tickets
         .into_iter()
-        .skip(start)
-        .take(per_page)
         .map(|t| ticket_json(&s, t, false))
         .collect();
+    page_of(&s, "/tickets", &q, items, paging)
+}
+
+/// `page` (from 1) and `per_page` (1 to 100, default 30) of a list, as Freshdesk checks them.
+fn paging(q: &BTreeMap<String, String>) -> Result<(usize, usize), Box<Response>> {
+    let per_page = match q.get("per_page").map(|p| p.parse::<usize>()) {
+        None => 30,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        _ => {
+            return Err(Box::new(invalid(
+                "per_page",
+                "invalid_value",
+                "It should be between 1 and 100",
+            )))
+        }
+    };
+    let page = match q.get("page").map(|p| p.parse::<usize>()) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        _ => {
+            return Err(Box::new(invalid(
+                "page",
+                "invalid_value",
+                "It should be a positive number",
+            )))
+        }
+    };
+    Ok((page, per_page))
+}
+
+/// One page of `items` as a response, with `Link: <…>; rel="next"` while more pages exist.
+fn page_of(
+    s: &State,
+    path: &str,
+    q: &BTreeMap<String, String>,
+    items: Vec<Value>,
+    (page, per_page): (usize, usize),
+) -> Response {
+    let start = (page - 1) * per_page;
+    let more = items.len() > start + per_page;
+    let items: Vec<Value> = items.into_iter().skip(start).take(per_page).collect();
     let mut response = Json(items).into_response();
     if more {
         let mut next: BTreeMap<String, String> = q.clone();
@@ -420,34 +454,49 @@ async fn list_tickets(
             .extend_pairs(next.iter())
             .finish();
         if let Ok(v) = HeaderValue::from_str(&format!(
-            "<{}/api/v2/tickets?{query}>; rel=\"next\"",
+            "<{}/api/v2{path}?{query}>; rel=\"next\"",
             s.origin
         )) {
             response.headers_mut().insert("link", v);
         }
     }
-    limited(&s, response)
+    limited(s, response)
 }
 
 async fn conversations(
     AxState(shared): St,
     Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let mut s = shared.lock();
     if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
-    let Ok(id) = id_of(&id) else {
+    let paging = match paging(&q) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let Some(id) = id_of(&id).ok().filter(|id| s.tickets.contains_key(id)) else {
         return coded(StatusCode::NOT_FOUND, "not_found", "Record not found");
     };
+    s.conversation_reads += 1;
     let items: Vec<Value> = s
         .notes
         .iter()
         .filter(|n| n.ticket_id == id)
-        .map(|n| json!({"id": n.id, "body": n.body, "private": n.private, "ticket_id": id}))
+        .map(|n| {
+            json!({"id": n.id, "body": n.body, "body_text": n.text(), "private": n.private,
+                   "incoming": false, "source": 2, "ticket_id": id})
+        })
         .collect();
-    limited(&s, Json(items).into_response())
+    page_of(
+        &s,
+        &format!("/tickets/{id}/conversations"),
+        &q,
+        items,
+        paging,
+    )
 }
 
 async fn post_note(
@@ -460,8 +509,9 @@ async fn post_note(
     if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
-    if let Some(status) = s.faults.take_next() {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let fault = s.faults.take_next();
+    if let Some(fault) = fault.filter(|f| !f.stored) {
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let response = if status == StatusCode::TOO_MANY_REQUESTS {
             coded(
                 status,
@@ -523,6 +573,9 @@ async fn post_note(
         body: text.clone(),
         private,
     });
+    if let Some(fault) = fault {
+        return common::stored_but_failed(fault.status);
+    }
     let now = common::format_time(common::now());
     let response = (
         StatusCode::CREATED,
@@ -567,6 +620,10 @@ impl FreshdeskSim {
                 faults: NoteFaults::default(),
                 webhook_url: None,
                 deliveries: Vec::new(),
+                embed_requester: true,
+                api_calls: 0,
+                contact_reads: 0,
+                conversation_reads: 0,
                 used_this_minute: 0,
                 window_start: std::time::Instant::now(),
             }),
@@ -677,8 +734,34 @@ impl FreshdeskSim {
         s.window_start = std::time::Instant::now();
     }
 
+    /// The next `n` note posts store their note and are then answered with `status` (504 is
+    /// a gateway that gave up waiting): the note is there, but the caller was not told.
+    pub fn store_then_fail_next_note_posts(&self, n: usize, status: u16) {
+        self.shared.lock().faults.queue_stored(n, status);
+    }
+
     pub fn note_posts(&self) -> usize {
         self.shared.lock().faults.posts
+    }
+
+    /// Whether `include=requester` embeds the requester; on by default, as in Freshdesk.
+    pub fn set_embed_requester(&self, embed: bool) {
+        self.shared.lock().embed_requester = embed;
+    }
+
+    /// Every API call so far, refused ones included (each counts against the rate limit).
+    pub fn api_calls(&self) -> usize {
+        self.shared.lock().api_calls
+    }
+
+    /// `GET /api/v2/contacts/{id}` calls so far.
+    pub fn contact_reads(&self) -> usize {
+        self.shared.lock().contact_reads
+    }
+
+    /// `GET /api/v2/tickets/{id}/conversations` pages served so far.
+    pub fn conversation_reads(&self) -> usize {
+        self.shared.lock().conversation_reads
     }
 
     pub fn notes(&self, ticket: TicketId) -> Vec<FdSimNote> {

@@ -9,7 +9,10 @@
 //! - `GET  /api/Tickets` (`pageinate`, `page_size` ≤ 100, `page_no`, `order`, `orderdesc`,
 //!   `datesearch=dateoccurred`, `startdate`), `GET /api/Tickets/{id}`
 //! - `GET  /api/Users/{id}`
-//! - `GET|POST /api/Actions` (the POST body is an array)
+//! - `GET  /api/Actions` (`ticket_id`, `pageinate`, `page_size` ≤ 100, `page_no`),
+//!   `POST /api/Actions` (the body is an array; each action names an existing outcome by
+//!   `outcome_id` or `outcome`)
+//! - `GET  /api/Outcome`: the tenant's action outcomes
 //!
 //! Token errors use the OAuth shape `{"error", "error_description"}`; the API answers 401 to a
 //! missing, unknown or expired token and `{"message": …}` otherwise.
@@ -44,7 +47,12 @@ pub struct HaloSimConfig {
     /// Set: webhooks use Basic with this user and the secret; unset: Bearer.
     pub webhook_username: Option<String>,
     pub webhook_secret: String,
+    /// The tenant's action outcomes (`GET /api/Outcome`): id and name.
+    pub outcomes: Vec<(i64, String)>,
 }
+
+/// The id of the simulated tenant's "Private Note" outcome.
+pub const PRIVATE_NOTE_OUTCOME_ID: i64 = 21;
 
 impl Default for HaloSimConfig {
     fn default() -> Self {
@@ -55,6 +63,12 @@ impl Default for HaloSimConfig {
             token_lifetime_secs: 3600,
             webhook_username: Some("deskproof".into()),
             webhook_secret: "sim-halo-webhook-secret".into(),
+            outcomes: vec![
+                (1, "Ticket Logged".into()),
+                (2, "Email User".into()),
+                (3, "Note".into()),
+                (PRIVATE_NOTE_OUTCOME_ID, "Private Note".into()),
+            ],
         }
     }
 }
@@ -64,6 +78,7 @@ impl Default for HaloSimConfig {
 pub struct HaloSimAction {
     pub id: i64,
     pub ticket_id: i64,
+    pub outcome_id: i64,
     pub outcome: String,
     /// `note_html`, or `note` when only plain text was sent.
     pub note: String,
@@ -110,6 +125,16 @@ struct State {
     faults: NoteFaults,
     webhook_url: Option<String>,
     deliveries: Vec<Delivery>,
+    /// Ticket lists carry `record_count` (on by default).
+    record_count: bool,
+    /// Webhook bodies carry the ticket's `dateoccurred` (on by default).
+    webhook_dates: bool,
+    /// How long `POST /auth/token` takes to answer.
+    token_delay: Duration,
+    /// API calls answered 401 for a missing, unknown or expired token.
+    unauthorized: usize,
+    outcome_reads: usize,
+    action_reads: usize,
 }
 
 struct Shared {
@@ -135,6 +160,10 @@ impl Shared {
     }
 
     fn store_ticket(&self, user: ContactId, summary: &str) -> i64 {
+        self.store_ticket_at(user, summary, common::now())
+    }
+
+    fn store_ticket_at(&self, user: ContactId, summary: &str, occurred: OffsetDateTime) -> i64 {
         let mut s = self.lock();
         let id = s.next_ticket;
         s.next_ticket += 1;
@@ -150,13 +179,25 @@ impl Shared {
                 summary: summary.to_owned(),
                 client_id,
                 user_id: user.0,
-                occurred: common::now(),
+                occurred,
             },
         );
         id
     }
 
+    /// Sends the "New Ticket Logged" webhook of ticket `id`.
     async fn fire(&self, id: i64, authorization: Option<&str>) -> Option<Delivery> {
+        self.fire_event(id, authorization, None).await
+    }
+
+    /// Sends a webhook for ticket `id`: the new-ticket body, or with `update` the body of a
+    /// later action (a webhook wired to ticket updates).
+    async fn fire_event(
+        &self,
+        id: i64,
+        authorization: Option<&str>,
+        update: Option<&str>,
+    ) -> Option<Delivery> {
         let authorization = authorization
             .map(str::to_owned)
             .unwrap_or_else(|| self.webhook_authorization());
@@ -164,11 +205,19 @@ impl Shared {
             let s = self.lock();
             let url = s.webhook_url.clone()?;
             let ticket = s.tickets.get(&id)?;
-            let body = json!({
-                "ticket": ticket_json(&s, ticket),
-                "action": {"id": 1, "ticket_id": id, "outcome": "Ticket Logged",
-                           "note": ticket.summary, "hiddenfromuser": false}
-            });
+            let mut ticket_body = ticket_json(&s, ticket);
+            if !s.webhook_dates {
+                if let Some(t) = ticket_body.as_object_mut() {
+                    t.remove("dateoccurred");
+                }
+            }
+            let action = match update {
+                None => json!({"id": 1, "ticket_id": id, "outcome": "Ticket Logged",
+                               "note": ticket.summary, "hiddenfromuser": false}),
+                Some(note) => json!({"id": 2, "ticket_id": id, "outcome": "Note",
+                                     "note": note, "hiddenfromuser": false}),
+            };
+            let body = json!({ "ticket": ticket_body, "action": action });
             (url, serde_json::to_vec(&body).unwrap_or_default())
         };
         let auth = (!authorization.is_empty()).then(|| ("authorization".to_owned(), authorization));
@@ -192,11 +241,51 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
-fn authenticate(s: &State, headers: &HeaderMap) -> Result<(), Box<Response>> {
+fn authenticate(s: &mut State, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let token = header(headers, "authorization").and_then(|v| v.strip_prefix("Bearer "));
     match token.and_then(|t| s.tokens.get(t.trim())) {
         Some(expires) if Instant::now() < *expires => Ok(()),
-        _ => Err(Box::new(message(StatusCode::UNAUTHORIZED, "Unauthorized"))),
+        _ => {
+            s.unauthorized += 1;
+            Err(Box::new(message(StatusCode::UNAUTHORIZED, "Unauthorized")))
+        }
+    }
+}
+
+/// `pageinate`, `page_size` (1 to 100, default 50) and `page_no` (from 1) of a list.
+fn paging(q: &BTreeMap<String, String>) -> Result<Option<(usize, usize)>, Box<Response>> {
+    let page_size = match q.get("page_size").map(|p| p.parse::<usize>()) {
+        None => 50,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        _ => {
+            return Err(Box::new(message(
+                StatusCode::BAD_REQUEST,
+                "page_size must be between 1 and 100",
+            )))
+        }
+    };
+    let page_no = match q.get("page_no").map(|p| p.parse::<usize>()) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        _ => {
+            return Err(Box::new(message(
+                StatusCode::BAD_REQUEST,
+                "page_no must be a positive number",
+            )))
+        }
+    };
+    let paginate = q.get("pageinate").is_some_and(|p| p == "true");
+    Ok(paginate.then_some((page_no, page_size)))
+}
+
+fn page_of<T>(items: Vec<T>, paging: Option<(usize, usize)>) -> Vec<T> {
+    match paging {
+        Some((page_no, page_size)) => items
+            .into_iter()
+            .skip((page_no - 1) * page_size)
+            .take(page_size)
+            .collect(),
+        None => items,
     }
 }
 
@@ -224,6 +313,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/Tickets/{id}", get(get_ticket))
         .route("/api/Users/{id}", get(get_user))
         .route("/api/Actions", get(list_actions).post(post_actions))
+        .route("/api/Outcome", get(list_outcomes))
         .fallback(|| async { message(StatusCode::NOT_FOUND, "Not Found") })
         .with_state(shared)
 }
@@ -234,6 +324,10 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let delay = shared.lock().token_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = shared.lock();
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let is_form = header(&headers, "content-type")
@@ -289,8 +383,8 @@ async fn token(
 }
 
 async fn get_ticket(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
     match id.parse::<i64>().ok().and_then(|id| s.tickets.get(&id)) {
@@ -300,8 +394,8 @@ async fn get_ticket(AxState(shared): St, Path(id): Path<String>, headers: Header
 }
 
 async fn get_user(AxState(shared): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
     match id
@@ -322,25 +416,13 @@ async fn list_tickets(
     Query(q): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
-    let paginate = q.get("pageinate").is_some_and(|p| p == "true");
-    let page_size = match q.get("page_size").map(|p| p.parse::<usize>()) {
-        None => 50,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        _ => {
-            return message(
-                StatusCode::BAD_REQUEST,
-                "page_size must be between 1 and 100",
-            )
-        }
-    };
-    let page_no = match q.get("page_no").map(|p| p.parse::<usize>()) {
-        None => 1,
-        Some(Ok(n)) if n >= 1 => n,
-        _ => return message(StatusCode::BAD_REQUEST, "page_no must be a positive number"),
+    let paging = match paging(&q) {
+        Ok(p) => p,
+        Err(r) => return *r,
     };
     let start = match (q.get("datesearch").map(String::as_str), q.get("startdate")) {
         (_, None) => None,
@@ -359,21 +441,16 @@ async fn list_tickets(
         tickets.reverse();
     }
     let record_count = tickets.len();
-    let page: Vec<Value> = if paginate {
-        tickets
-            .into_iter()
-            .skip((page_no - 1) * page_size)
-            .take(page_size)
-            .map(|t| ticket_json(&s, t))
-            .collect()
-    } else {
-        tickets.into_iter().map(|t| ticket_json(&s, t)).collect()
-    };
-    Json(
-        json!({"page_no": page_no, "page_size": page_size, "record_count": record_count,
-                "tickets": page}),
-    )
-    .into_response()
+    let page: Vec<Value> = page_of(tickets, paging)
+        .into_iter()
+        .map(|t| ticket_json(&s, t))
+        .collect();
+    let (page_no, page_size) = paging.unwrap_or((1, record_count));
+    let mut answer = json!({"page_no": page_no, "page_size": page_size, "tickets": page});
+    if s.record_count {
+        answer["record_count"] = record_count.into();
+    }
+    Json(answer).into_response()
 }
 
 async fn list_actions(
@@ -381,30 +458,58 @@ async fn list_actions(
     Query(q): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
-    let ticket = q.get("ticket_id").and_then(|t| t.parse::<i64>().ok());
+    let paging = match paging(&q) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let ticket = match q.get("ticket_id").map(|t| t.parse::<i64>()) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => return message(StatusCode::BAD_REQUEST, "ticket_id must be a number"),
+    };
+    s.action_reads += 1;
     let actions: Vec<Value> = s
         .actions
         .iter()
         .filter(|a| ticket.is_none_or(|t| a.ticket_id == t))
         .map(|a| {
-            json!({"id": a.id, "ticket_id": a.ticket_id, "outcome": a.outcome,
-                        "note": a.note, "hiddenfromuser": a.hidden_from_user})
+            json!({"id": a.id, "ticket_id": a.ticket_id, "outcome_id": a.outcome_id,
+                   "outcome": a.outcome, "note": a.note, "hiddenfromuser": a.hidden_from_user})
         })
         .collect();
-    Json(json!({"record_count": actions.len(), "actions": actions})).into_response()
+    let record_count = actions.len();
+    let actions = page_of(actions, paging);
+    Json(json!({"record_count": record_count, "actions": actions})).into_response()
+}
+
+/// `GET /api/Outcome`: the tenant's action outcomes.
+async fn list_outcomes(AxState(shared): St, headers: HeaderMap) -> Response {
+    let mut s = shared.lock();
+    if let Err(r) = authenticate(&mut s, &headers) {
+        return *r;
+    }
+    s.outcome_reads += 1;
+    let outcomes: Vec<Value> = s
+        .config
+        .outcomes
+        .iter()
+        .map(|(id, name)| json!({"id": id, "outcome": name, "buttonname": name}))
+        .collect();
+    Json(Value::Array(outcomes)).into_response()
 }
 
 async fn post_actions(AxState(shared): St, headers: HeaderMap, body: Bytes) -> Response {
     let mut s = shared.lock();
-    if let Err(r) = authenticate(&s, &headers) {
+    if let Err(r) = authenticate(&mut s, &headers) {
         return *r;
     }
-    if let Some(status) = s.faults.take_next() {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let fault = s.faults.take_next();
+    if let Some(fault) = fault.filter(|f| !f.stored) {
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return common::with_retry_after(message(status, "The service is busy; try again later"));
     }
     let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&body) else {
@@ -433,12 +538,32 @@ async fn post_actions(AxState(shared): St, headers: HeaderMap, body: Bytes) -> R
         let Some(note) = text("note_html").or_else(|| text("note")) else {
             return message(StatusCode::BAD_REQUEST, "note or note_html is required");
         };
+        let outcomes = &s.config.outcomes;
+        let outcome = match (
+            item.get("outcome_id").and_then(crate::psa::http::id_value),
+            text("outcome"),
+        ) {
+            (Some(id), _) => outcomes
+                .iter()
+                .find(|(o, _)| *o == id)
+                .ok_or(format!("Outcome {id} does not exist")),
+            (None, Some(name)) => outcomes
+                .iter()
+                .find(|(_, o)| o.eq_ignore_ascii_case(name.trim()))
+                .ok_or(format!("Outcome {name:?} does not exist")),
+            (None, None) => Err("outcome_id or outcome is required".to_owned()),
+        };
+        let (outcome_id, outcome) = match outcome {
+            Ok((id, name)) => (*id, name.clone()),
+            Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+        };
         let flag = |k: &str| item.get(k).and_then(Value::as_bool);
         // Halo's defaults: visible to the end user, and e-mailed when the outcome says so.
         let action = HaloSimAction {
             id: 0,
             ticket_id,
-            outcome: text("outcome").unwrap_or("Note").to_owned(),
+            outcome_id,
+            outcome,
             note: note.to_owned(),
             hidden_from_user: flag("hiddenfromuser").unwrap_or(false),
             send_email: flag("sendemail").unwrap_or(true),
@@ -449,8 +574,12 @@ async fn post_actions(AxState(shared): St, headers: HeaderMap, body: Bytes) -> R
         action.id = s.next_action;
         s.next_action += 1;
         created.push(json!({"id": action.id, "ticket_id": action.ticket_id,
-                            "outcome": action.outcome, "hiddenfromuser": action.hidden_from_user}));
+                            "outcome_id": action.outcome_id, "outcome": action.outcome,
+                            "hiddenfromuser": action.hidden_from_user}));
         s.actions.push(action);
+    }
+    if let Some(fault) = fault {
+        return common::stored_but_failed(fault.status);
     }
     // One action is answered with the object itself, several with an array.
     if created.len() == 1 {
@@ -492,6 +621,12 @@ impl HaloSim {
                 faults: NoteFaults::default(),
                 webhook_url: None,
                 deliveries: Vec::new(),
+                record_count: true,
+                webhook_dates: true,
+                token_delay: Duration::ZERO,
+                unauthorized: 0,
+                outcome_reads: 0,
+                action_reads: 0,
             }),
             http: common::outbound()?,
         });
@@ -576,6 +711,55 @@ impl HaloSim {
         TicketId(self.store_ticket(user, summary))
     }
 
+    /// A ticket logged `age` ago (its `dateoccurred`), without any webhook.
+    pub fn create_old_ticket_quietly(
+        &self,
+        user: ContactId,
+        summary: &str,
+        age: Duration,
+    ) -> TicketId {
+        TicketId(
+            self.shared
+                .store_ticket_at(user, summary, common::now() - age),
+        )
+    }
+
+    /// Sends the webhook a ticket update would send (a later action, `note`), correctly
+    /// authenticated: what a webhook wired to "ticket updated" delivers.
+    pub async fn deliver_update(&self, ticket: TicketId, note: &str) -> Option<Delivery> {
+        self.shared.fire_event(ticket.0, None, Some(note)).await
+    }
+
+    /// Whether webhook bodies carry the ticket's `dateoccurred` (they do by default).
+    pub fn set_webhook_dates(&self, on: bool) {
+        self.shared.lock().webhook_dates = on;
+    }
+
+    /// Whether ticket lists carry `record_count` (they do by default).
+    pub fn set_record_count(&self, on: bool) {
+        self.shared.lock().record_count = on;
+    }
+
+    /// `POST /auth/token` answers only after `delay` (a slow or distant tenant).
+    pub fn set_token_delay(&self, delay: Duration) {
+        self.shared.lock().token_delay = delay;
+    }
+
+    /// API calls answered 401 because the token was missing, unknown or expired.
+    pub fn unauthorized_calls(&self) -> usize {
+        self.shared.lock().unauthorized
+    }
+
+    /// `GET /api/Outcome` calls so far.
+    pub fn outcome_reads(&self) -> usize {
+        self.shared.lock().outcome_reads
+    }
+
+    /// `GET /api/Actions` calls so far.
+    pub fn action_reads(&self) -> usize {
+        self.shared.lock().action_reads
+    }
+
     /// Sends the webhook of `ticket` with this `Authorization` value (`""` sends none).
     pub async fn deliver_with_authorization(
         &self,
@@ -606,6 +790,12 @@ impl HaloSim {
     /// The next `n` action posts fail with `status` (429 carries `Retry-After: 1`).
     pub fn fail_next_note_posts(&self, n: usize, status: u16) {
         self.shared.lock().faults.queue(n, status);
+    }
+
+    /// The next `n` action posts store their actions and are then answered with `status`
+    /// (504 is a gateway that gave up waiting): the note is there, but the caller was not told.
+    pub fn store_then_fail_next_note_posts(&self, n: usize, status: u16) {
+        self.shared.lock().faults.queue_stored(n, status);
     }
 
     pub fn note_posts(&self) -> usize {

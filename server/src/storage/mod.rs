@@ -70,6 +70,8 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         organization_id: i64,
     ) -> Result<Option<DuoAccountRow>, StorageError>;
+    /// Stores a new connection together with its first sweep watermark (now), so the sweep
+    /// lists every ticket created from then on.
     async fn create_psa_connection(&self, conn: &NewPsaConnection) -> Result<i64, StorageError>;
     async fn psa_connection(&self, id: i64) -> Result<Option<PsaConnectionRow>, StorageError>;
     async fn psa_connections(&self) -> Result<Vec<PsaConnectionRow>, StorageError>;
@@ -108,11 +110,25 @@ pub trait Storage: Send + Sync + 'static {
     async fn ticket_case(&self, id: i64) -> Result<Option<TicketCase>, StorageError>;
 
     /// Where the scheduled sweep of a PSA connection got to: the time (milliseconds since
-    /// 1970) up to which its new tickets were listed, or `None` before its first sweep.
+    /// 1970) up to which its new tickets were listed. A connection gets its first watermark,
+    /// the time it was created, together with the connection itself.
     async fn sweep_watermark(&self, connection_id: i64) -> Result<Option<i64>, StorageError>;
-    /// Records (inserting or replacing) how far the sweep of a connection got. Called only
-    /// after every ticket listed up to `swept_until` went through [`Storage::record_delivery`],
-    /// so a failed sweep is repeated from the old watermark.
+    /// Claims the next sweep of a connection for `owner` until `claimed_until`, unless a
+    /// claim (of any owner) still runs at `now`: then nothing is written and the answer is
+    /// `None`. Claimed, the answer is the watermark to list from. Two callers, in one process
+    /// or in replicas sharing the database, never both get a claim at once. A connection
+    /// without a watermark gets `now`.
+    async fn claim_sweep(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        now: i64,
+        claimed_until: i64,
+    ) -> Result<Option<i64>, StorageError>;
+    /// Moves the watermark of a connection forward to `swept_until`; a watermark already
+    /// later stays (a slower sweep finishing last never moves it back). Called only after
+    /// every ticket listed up to `swept_until` went through [`Storage::record_delivery`], so a
+    /// failed sweep is repeated from the old watermark.
     async fn save_sweep_watermark(
         &self,
         connection_id: i64,
@@ -219,8 +235,9 @@ pub trait Storage: Send + Sync + 'static {
         account: &DuoAccountRow,
         audit: &AuditEntry,
     ) -> Result<(), StorageError>;
-    /// Creates a PSA connection (`id` `None`) or replaces the name, settings and sealed
-    /// secrets of an existing one; its kind never changes. A taken name (case-insensitive) is
+    /// Creates a PSA connection (`id` `None`, with its first sweep watermark as in
+    /// [`Storage::create_psa_connection`]) or replaces the name, settings and sealed secrets of
+    /// an existing one; its kind never changes. A taken name (case-insensitive) is
     /// [`StorageError::Conflict`]; an unknown `id` or a different kind is
     /// [`StorageError::NotFound`]. Returns the connection's id.
     async fn save_psa_connection(

@@ -227,6 +227,21 @@ impl SqlStorage {
     }
 }
 
+/// Records a new connection's first sweep watermark, now: tickets created from its creation
+/// on are listed by its first sweep.
+async fn start_sweep(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    connection_id: i64,
+) -> Result<(), StorageError> {
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    sqlx::query("INSERT INTO psa_sweeps (connection_id, swept_until) VALUES ($1, $2)")
+        .bind(connection_id)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Now, as the text timestamps in every table are written.
 fn now_text() -> String {
     text_at(time::OffsetDateTime::now_utc())
@@ -604,7 +619,8 @@ impl Storage for SqlStorage {
 
     async fn create_psa_connection(&self, c: &NewPsaConnection) -> Result<i64, StorageError> {
         let _writer = self.writer().await;
-        let row = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query(
             "INSERT INTO psa_connections (kind, name, settings, secrets_sealed) \
              VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -612,10 +628,13 @@ impl Storage for SqlStorage {
         .bind(&c.name)
         .bind(c.settings.to_string())
         .bind(&c.secrets_sealed)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(conflict(format!("a PSA connection named {:?}", c.name)))?;
-        Ok(row.try_get("id")?)
+        .map_err(conflict(format!("a PSA connection named {:?}", c.name)))?
+        .try_get("id")?;
+        start_sweep(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     async fn psa_connection(&self, id: i64) -> Result<Option<PsaConnectionRow>, StorageError> {
@@ -799,6 +818,37 @@ impl Storage for SqlStorage {
         )
     }
 
+    async fn claim_sweep(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        now: i64,
+        claimed_until: i64,
+    ) -> Result<Option<i64>, StorageError> {
+        let _writer = self.writer().await;
+        sqlx::query(
+            "INSERT INTO psa_sweeps (connection_id, swept_until) VALUES ($1, $2) \
+             ON CONFLICT (connection_id) DO NOTHING",
+        )
+        .bind(connection_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        // One statement: on PostgreSQL a second replica's UPDATE waits for the first and then
+        // finds the claim taken; SQLite runs one writer at a time.
+        Ok(sqlx::query_scalar(
+            "UPDATE psa_sweeps SET claimed_by = $1, claimed_until = $2 \
+             WHERE connection_id = $3 AND (claimed_until IS NULL OR claimed_until <= $4) \
+             RETURNING swept_until",
+        )
+        .bind(owner)
+        .bind(claimed_until)
+        .bind(connection_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn save_sweep_watermark(
         &self,
         connection_id: i64,
@@ -808,7 +858,7 @@ impl Storage for SqlStorage {
         sqlx::query(
             "INSERT INTO psa_sweeps (connection_id, swept_until) VALUES ($1, $2) \
              ON CONFLICT (connection_id) DO UPDATE SET swept_until = excluded.swept_until, \
-             updated_at = $3",
+             updated_at = $3 WHERE psa_sweeps.swept_until < excluded.swept_until",
         )
         .bind(connection_id)
         .bind(swept_until)
@@ -1309,18 +1359,22 @@ impl Storage for SqlStorage {
         let mut tx = self.pool.begin().await?;
         let taken = || format!("a PSA connection named {:?}", c.name);
         let id = match id {
-            None => sqlx::query(
-                "INSERT INTO psa_connections (kind, name, settings, secrets_sealed) \
-                 VALUES ($1, $2, $3, $4) RETURNING id",
-            )
-            .bind(&c.kind)
-            .bind(&c.name)
-            .bind(c.settings.to_string())
-            .bind(&c.secrets_sealed)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(conflict(taken()))?
-            .try_get("id")?,
+            None => {
+                let id: i64 = sqlx::query(
+                    "INSERT INTO psa_connections (kind, name, settings, secrets_sealed) \
+                     VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(&c.kind)
+                .bind(&c.name)
+                .bind(c.settings.to_string())
+                .bind(&c.secrets_sealed)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(conflict(taken()))?
+                .try_get("id")?;
+                start_sweep(&mut tx, id).await?;
+                id
+            }
             Some(id) => {
                 let done = sqlx::query(
                     "UPDATE psa_connections SET name = $1, settings = $2, secrets_sealed = $3 \

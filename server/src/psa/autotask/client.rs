@@ -342,6 +342,53 @@ impl AutotaskClient {
         Ok(id)
     }
 
+    /// The id of the ticket's note whose description contains `marker`, read through
+    /// `POST /V1.0/TicketNotes/query` by ticket and paged by id.
+    #[tracing::instrument(skip(self, marker), fields(psa = "autotask", ticket.id = %ticket))]
+    pub async fn note_with_marker(
+        &self,
+        ticket: TicketId,
+        marker: &str,
+    ) -> Result<Option<i64>, PsaError> {
+        let mut after = 0i64;
+        for _ in 0..MAX_PAGES {
+            let query = json!({
+                "MaxRecords": self.page_size,
+                "IncludeFields": ["id", "description"],
+                "filter": [
+                    {"op": "eq", "field": "ticketID", "value": ticket.get()},
+                    {"op": "gt", "field": "id", "value": after}
+                ]
+            });
+            let request = self
+                .request(Method::POST, "/TicketNotes/query")
+                .await?
+                .json(&query);
+            let page: QueryPage =
+                send_json(request, "autotask", || format!("notes of ticket {ticket}")).await?;
+            let mut notes: Vec<(i64, &Value)> = page
+                .items
+                .iter()
+                .filter_map(|n| Some((n.get("id").and_then(id_value)?, n)))
+                .collect();
+            notes.sort_unstable_by_key(|(id, _)| *id);
+            let found = notes.iter().find(|(_, n)| {
+                n.get("description")
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| d.contains(marker))
+            });
+            if let Some((id, _)) = found {
+                return Ok(Some(*id));
+            }
+            match notes.last() {
+                Some((last, _)) if notes.len() >= self.page_size as usize => after = *last,
+                _ => return Ok(None),
+            }
+        }
+        tracing::warn!(pages = MAX_PAGES, "note lookup stopped at the page limit");
+        Ok(None)
+    }
+
     /// Tickets with `createDate` after `since`, paged by id (`MaxRecords` at most 500).
     #[tracing::instrument(skip(self), fields(psa = "autotask"))]
     pub async fn ticket_ids_since(&self, since: OffsetDateTime) -> Result<Vec<TicketId>, PsaError> {
@@ -401,6 +448,10 @@ impl Psa for AutotaskClient {
 
     async fn post_internal_note(&self, ticket: TicketId, text: &str) -> Result<NoteId, PsaError> {
         Ok(NoteId(self.add_internal_note(ticket, text).await?))
+    }
+
+    async fn find_note(&self, ticket: TicketId, marker: &str) -> Result<Option<NoteId>, PsaError> {
+        Ok(self.note_with_marker(ticket, marker).await?.map(NoteId))
     }
 
     async fn check_webhook(&self, request: &InboundRequest<'_>) -> Result<Inbound, WebhookError> {

@@ -81,12 +81,21 @@ pub struct HttpKeyFetcher {
 impl HttpKeyFetcher {
     /// `client_id` is sent as a `clientId` header; ConnectWise does not require it here.
     pub fn new(client_id: Option<String>) -> Result<Self, CallbackError> {
-        let http = reqwest::Client::builder()
+        Ok(Self::with_http(Self::http_client()?, client_id))
+    }
+
+    /// Fetches with `http`, which must not follow redirects (see [`HttpKeyFetcher::http_client`]).
+    pub fn with_http(http: reqwest::Client, client_id: Option<String>) -> Self {
+        HttpKeyFetcher { http, client_id }
+    }
+
+    /// The HTTP client key fetches need: no redirects, a 10-second timeout.
+    pub fn http_client() -> Result<reqwest::Client, CallbackError> {
+        reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| CallbackError::KeyFetch(format!("HTTP client: {e}")))?;
-        Ok(HttpKeyFetcher { http, client_id })
+            .map_err(|e| CallbackError::KeyFetch(format!("HTTP client: {e}")))
     }
 }
 
@@ -232,13 +241,20 @@ fn id_of(value: &Value) -> Option<i64> {
     }
 }
 
+/// Fetched signing keys by key URL, shareable between verifiers so a key outlives the
+/// verifier that fetched it. A key is only looked up after its URL passed the asking
+/// verifier's [`CallbackVerifier::check_key_url`], so sharing never lets one tenant's check
+/// accept a key URL another tenant's would refuse.
+#[derive(Clone, Default)]
+pub struct KeyCache(Arc<Mutex<HashMap<String, (Instant, Secret)>>>);
+
 /// Checks ConnectWise callbacks for one tenant.
 pub struct CallbackVerifier {
     origin: url::Origin,
     company_id: Option<String>,
     fetcher: Arc<dyn KeyFetcher>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, Secret)>>,
+    cache: KeyCache,
 }
 
 impl std::fmt::Debug for CallbackVerifier {
@@ -259,7 +275,7 @@ impl CallbackVerifier {
             company_id: None,
             fetcher,
             ttl: DEFAULT_KEY_TTL,
-            cache: Mutex::new(HashMap::new()),
+            cache: KeyCache::default(),
         }
     }
 
@@ -286,6 +302,12 @@ impl CallbackVerifier {
     /// Also requires the key URL's `companyName` to be this tenant (case-insensitive).
     pub fn with_company(mut self, company_id: impl Into<String>) -> Self {
         self.company_id = Some(company_id.into());
+        self
+    }
+
+    /// Keeps fetched keys in `cache`, shared with other verifiers.
+    pub fn with_key_cache(mut self, cache: KeyCache) -> Self {
+        self.cache = cache;
         self
     }
 
@@ -326,7 +348,7 @@ impl CallbackVerifier {
     async fn key_for(&self, url: &Url) -> Result<Secret, CallbackError> {
         let now = Instant::now();
         {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cache = self.cache.0.lock().unwrap_or_else(|e| e.into_inner());
             cache.retain(|_, (fetched, _)| now.duration_since(*fetched) < self.ttl);
             if let Some((_, key)) = cache.get(url.as_str()) {
                 return Ok(key.clone());
@@ -334,6 +356,7 @@ impl CallbackVerifier {
         }
         let key = self.fetcher.fetch(url).await?;
         self.cache
+            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(url.as_str().to_owned(), (now, key.clone()));

@@ -423,13 +423,15 @@ impl Psa for ConnectWiseClient {
                     WebhookError::Unavailable("the signing key could not be fetched".into())
                 }
             })?;
+        // The message id is what makes a replayed delivery recognizable: none, no delivery.
+        if event.message_id.trim().is_empty() {
+            return Err(WebhookError::Malformed(
+                "the callback body is malformed: no MessageId".into(),
+            ));
+        }
         Ok(match event.ticket_id.filter(|_| event.is_ticket_added()) {
             Some(ticket) => Inbound::NewTicket {
-                delivery_key: if event.message_id.is_empty() {
-                    format!("added:{ticket}")
-                } else {
-                    event.message_id.clone()
-                },
+                delivery_key: event.message_id.clone(),
                 ticket,
             },
             None => Inbound::Ignored("ignored: only new tickets are verified".into()),

@@ -4,7 +4,7 @@ pub mod client;
 pub mod model;
 
 pub use callback::{
-    CallbackAction, CallbackError, CallbackEvent, CallbackVerifier, HttpKeyFetcher, KeyFetcher,
-    StaticKeyFetcher,
+    CallbackAction, CallbackError, CallbackEvent, CallbackVerifier, HttpKeyFetcher, KeyCache,
+    KeyFetcher, StaticKeyFetcher,
 };
 pub use client::{ConnectWiseClient, ConnectWiseConfig};

@@ -14,8 +14,8 @@ use crate::psa::http::{id_value, send_json};
 use crate::psa::inbound::secret_matches;
 use crate::psa::names::split_full_name;
 use crate::psa::{
-    CompanyId, Contact, ContactId, Inbound, InboundRequest, NoteId, Psa, PsaError, PsaKind, Ticket,
-    TicketId, WebhookError,
+    CompanyId, Contact, ContactId, Inbound, InboundRequest, LoadedTicket, NoteId, Psa, PsaError,
+    PsaKind, Ticket, TicketId, WebhookError,
 };
 use crate::secret::Secret;
 
@@ -70,10 +70,15 @@ pub struct FdTicket {
     pub requester: Option<FdRequester>,
 }
 
+/// The requester `include=requester` embeds: the contact's `id`, `name` and `email`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FdRequester {
     #[serde(default)]
+    pub id: Option<i64>,
+    #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 impl FdTicket {
@@ -86,6 +91,21 @@ impl FdTicket {
             contact_id: self.requester_id.map(ContactId),
             contact_name_hint: self.requester.and_then(|r| r.name),
         }
+    }
+
+    /// The embedded requester as the ticket's contact, when it is the ticket's requester: it
+    /// carries the same `name` and `email` as `GET /contacts/{id}`, so no second call is needed.
+    pub fn embedded_contact(&self) -> Option<Contact> {
+        let requester = self.requester.as_ref()?;
+        let id = requester.id.filter(|id| Some(*id) == self.requester_id)?;
+        Some(
+            FdContact {
+                id,
+                name: requester.name.clone(),
+                email: requester.email.clone(),
+            }
+            .into_contact(),
+        )
     }
 }
 
@@ -208,6 +228,42 @@ impl FreshdeskClient {
         Ok(id)
     }
 
+    /// The id of the ticket's note whose text contains `marker`, from every page of
+    /// `GET /api/v2/tickets/{id}/conversations`.
+    #[tracing::instrument(skip(self, marker), fields(psa = "freshdesk", ticket.id = %ticket))]
+    pub async fn note_with_marker(
+        &self,
+        ticket: TicketId,
+        marker: &str,
+    ) -> Result<Option<i64>, PsaError> {
+        for page in 1..=MAX_PAGES {
+            let path = format!(
+                "/tickets/{ticket}/conversations?per_page={}&page={page}",
+                self.per_page
+            );
+            let batch: Vec<Value> =
+                send_json(self.request(Method::GET, &path), "freshdesk", || {
+                    format!("ticket {ticket}")
+                })
+                .await?;
+            let found = batch.iter().find(|c| {
+                ["body_text", "body"].iter().any(|k| {
+                    c.get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.contains(marker))
+                })
+            });
+            if let Some(id) = found.and_then(|c| c.get("id")).and_then(id_value) {
+                return Ok(Some(id));
+            }
+            if batch.len() < self.per_page as usize {
+                return Ok(None);
+            }
+        }
+        tracing::warn!(pages = MAX_PAGES, "note lookup stopped at the page limit");
+        Ok(None)
+    }
+
     /// Tickets created after `since`. Freshdesk filters lists by `updated_since` only, so
     /// creation times are checked here; every page is read, oldest first.
     #[tracing::instrument(skip(self), fields(psa = "freshdesk"))]
@@ -293,6 +349,33 @@ impl Psa for FreshdeskClient {
         Ok(NoteId(self.add_private_note(ticket, text).await?))
     }
 
+    async fn find_note(&self, ticket: TicketId, marker: &str) -> Result<Option<NoteId>, PsaError> {
+        Ok(self.note_with_marker(ticket, marker).await?.map(NoteId))
+    }
+
+    /// One call when the ticket embeds its requester (`include=requester`); the contact is
+    /// read on its own only when it does not. Freshdesk's rate limit is per account.
+    async fn load_ticket(&self, id: TicketId) -> Result<LoadedTicket, PsaError> {
+        let read = self.ticket(id).await?;
+        let embedded = read.embedded_contact();
+        let ticket = read.into_ticket();
+        let contact = match (embedded, ticket.contact_id) {
+            (Some(contact), _) => Some(contact),
+            (None, Some(contact_id)) => match self.fetch_contact(contact_id).await {
+                Ok(contact) => Some(contact),
+                Err(PsaError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            (None, None) => None,
+        };
+        let normalized = crate::psa::normalize(&ticket, contact.as_ref());
+        Ok(LoadedTicket {
+            ticket,
+            contact,
+            normalized,
+        })
+    }
+
     /// The shared secret header, then the ticket id; nothing else in the body is used.
     async fn check_webhook(&self, request: &InboundRequest<'_>) -> Result<Inbound, WebhookError> {
         let presented = request.header(&self.webhook_header).ok_or_else(|| {
@@ -353,6 +436,18 @@ mod tests {
             ("Alex", "Example")
         );
         assert_eq!(n.email.as_deref(), Some("alex.example@contoso.example"));
+    }
+
+    #[test]
+    fn the_embedded_requester_is_the_same_contact_as_the_contact_fixture() {
+        let ticket: FdTicket = serde_json::from_str(TICKET).expect("ticket fixture");
+        let contact: FdContact = serde_json::from_str(CONTACT).expect("contact fixture");
+        assert_eq!(ticket.embedded_contact(), Some(contact.into_contact()));
+        let other = FdTicket {
+            requester_id: Some(1),
+            ..ticket
+        };
+        assert_eq!(other.embedded_contact(), None, "another requester's record");
     }
 
     #[test]

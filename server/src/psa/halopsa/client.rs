@@ -21,16 +21,47 @@ use crate::psa::{
 };
 use crate::secret::Secret;
 
-/// The outcome deskproof's notes are written with.
+/// The outcome deskproof's notes are written with. Outcomes are per tenant: its id is read
+/// from `GET /api/Outcome` (see [`OutcomeCache`]).
 pub const NOTE_OUTCOME: &str = "Private Note";
 /// A token is renewed this long before Halo says it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const PAGE_SIZE: u32 = 100;
 const MAX_PAGES: u32 = 100;
+/// A tenant's outcome list is read again after this long (an outcome may be renamed).
+const OUTCOME_TTL: Duration = Duration::from_secs(3600);
+/// A webhook for a ticket logged longer ago than this is not a new-ticket event.
+pub const NEW_TICKET_WINDOW: Duration = Duration::from_secs(3600);
 
-/// Access tokens per tenant and client id, shared by every client of the deployment.
+/// One tenant's token: empty until fetched; locked while it is being fetched.
+type TokenSlot = Arc<Mutex<Option<(Secret, Instant)>>>;
+
+/// Access tokens per tenant and client id, shared by every client of the deployment. Each
+/// tenant has its own lock, so a slow token server holds up only its own tenant's calls.
 #[derive(Clone, Default)]
-pub struct TokenCache(Arc<Mutex<HashMap<String, (Secret, Instant)>>>);
+pub struct TokenCache(Arc<std::sync::Mutex<HashMap<String, TokenSlot>>>);
+
+impl TokenCache {
+    fn slot(&self, key: &str) -> TokenSlot {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+/// The note outcome (id and name) per tenant, read once an hour at most.
+#[derive(Clone, Default)]
+pub struct OutcomeCache(Arc<std::sync::Mutex<HashMap<String, (NoteOutcome, Instant)>>>);
+
+/// The tenant's outcome deskproof writes notes with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoteOutcome {
+    pub id: i64,
+    pub name: String,
+}
 
 /// How to reach one HaloPSA tenant.
 #[derive(Debug, Clone)]
@@ -54,6 +85,7 @@ pub struct HaloClient {
     http: reqwest::Client,
     config: HaloConfig,
     tokens: TokenCache,
+    outcomes: OutcomeCache,
     page_size: u32,
 }
 
@@ -136,6 +168,75 @@ impl HaloUser {
 }
 
 #[derive(Deserialize)]
+struct ActionPage {
+    #[serde(default)]
+    actions: Vec<Value>,
+}
+
+/// A record's `dateoccurred`: RFC 3339, or Halo's form without an offset (taken as UTC).
+fn date_occurred(record: &Value) -> Option<OffsetDateTime> {
+    let text = record.get("dateoccurred")?.as_str()?.trim();
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(at);
+    }
+    let bare = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    time::PrimitiveDateTime::parse(text, &bare)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
+/// The outcome to write notes with, from `GET /api/Outcome` (an array, or an object with
+/// `outcomes`; the name is `outcome`, else `name`).
+fn pick_note_outcome(answer: &Value) -> Result<NoteOutcome, PsaError> {
+    let list = match answer {
+        Value::Array(items) => items.as_slice(),
+        other => other
+            .get("outcomes")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    };
+    let outcomes: Vec<NoteOutcome> = list
+        .iter()
+        .filter_map(|o| {
+            let name = ["outcome", "name"]
+                .iter()
+                .find_map(|k| o.get(*k).and_then(Value::as_str))?
+                .trim();
+            Some(NoteOutcome {
+                id: o.get("id").and_then(id_value)?,
+                name: name.to_owned(),
+            })
+        })
+        .collect();
+    if let Some(exact) = outcomes
+        .iter()
+        .find(|o| o.name.eq_ignore_ascii_case(NOTE_OUTCOME))
+    {
+        return Ok(exact.clone());
+    }
+    let private: Vec<&NoteOutcome> = outcomes
+        .iter()
+        .filter(|o| o.name.to_lowercase().contains("private"))
+        .collect();
+    if let [only] = private.as_slice() {
+        return Ok((*only).clone());
+    }
+    let names: Vec<&str> = outcomes.iter().take(12).map(|o| o.name.as_str()).collect();
+    Err(PsaError::Config(format!(
+        "HaloPSA has no {NOTE_OUTCOME:?} action outcome to write notes with (it has: {}); \
+         add one under Configuration > Tickets > Actions",
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    )))
+}
+
+#[derive(Deserialize)]
 struct TicketPage {
     #[serde(default)]
     record_count: Option<i64>,
@@ -163,8 +264,15 @@ impl HaloClient {
             http,
             config,
             tokens,
+            outcomes: OutcomeCache::default(),
             page_size: PAGE_SIZE,
         })
+    }
+
+    /// Shares the tenants' note outcomes with other clients, so each is read once.
+    pub fn with_outcomes(mut self, outcomes: OutcomeCache) -> Self {
+        self.outcomes = outcomes;
+        self
     }
 
     /// Sets the page size of ticket lists.
@@ -182,11 +290,12 @@ impl HaloClient {
         )
     }
 
-    /// A valid access token: the cached one, or a new one from `POST {auth}/token`.
+    /// A valid access token: the cached one, or a new one from `POST {auth}/token`. Calls of
+    /// one tenant waiting for a token share the one fetch.
     async fn token(&self) -> Result<Secret, PsaError> {
-        let mut tokens = self.tokens.0.lock().await;
-        let key = self.cache_key();
-        if let Some((token, renew_at)) = tokens.get(&key) {
+        let slot = self.tokens.slot(&self.cache_key());
+        let mut held = slot.lock().await;
+        if let Some((token, renew_at)) = held.as_ref() {
             if Instant::now() < *renew_at {
                 return Ok(token.clone());
             }
@@ -210,16 +319,29 @@ impl HaloClient {
         // Renew a minute early, or half-way through a token shorter than two minutes.
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         let token = Secret::new(answer.access_token);
-        tokens.insert(key, (token.clone(), Instant::now() + lifetime - margin));
+        *held = Some((token.clone(), Instant::now() + lifetime - margin));
         tracing::debug!(psa = "halopsa", "access token obtained");
         Ok(token)
     }
 
-    async fn forget_token(&self) {
-        self.tokens.0.lock().await.remove(&self.cache_key());
+    /// Drops the cached token after Halo refused `used`, unless another call already put a
+    /// newer one in its place.
+    async fn forget_token(&self, used: &Secret) {
+        let slot = self.tokens.slot(&self.cache_key());
+        let mut held = slot.lock().await;
+        if held
+            .as_ref()
+            .is_some_and(|(token, _)| token.expose() == used.expose())
+        {
+            *held = None;
+        }
     }
 
-    async fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, PsaError> {
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<(RequestBuilder, Secret), PsaError> {
         let token = self.token().await?;
         let mut builder = self
             .http
@@ -235,7 +357,7 @@ impl HaloClient {
             value.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, value);
         }
-        Ok(builder)
+        Ok((builder, token))
     }
 
     /// Sends a request built by `build`; a 401 (token revoked or expired early) gets one more
@@ -248,13 +370,13 @@ impl HaloClient {
         what: impl Fn() -> String,
     ) -> Result<T, PsaError> {
         for attempt in 0..2 {
-            let mut request = self.request(method.clone(), path).await?;
+            let (mut request, token) = self.request(method.clone(), path).await?;
             if let Some(body) = body {
                 request = request.json(body);
             }
             let response = request.send().await.map_err(PsaError::Transport)?;
             if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
-                self.forget_token().await;
+                self.forget_token(&token).await;
                 continue;
             }
             let response = check(response, "halopsa", &what).await?;
@@ -282,13 +404,45 @@ impl HaloClient {
         .await
     }
 
+    /// The tenant's "Private Note" outcome, from `GET /api/Outcome` (cached). A tenant that
+    /// renamed it gets its one outcome with "private" in the name; none, or several, is a
+    /// configuration error naming what the tenant has.
+    pub async fn note_outcome(&self) -> Result<NoteOutcome, PsaError> {
+        let key = format!(
+            "{}|{}|{}",
+            self.config.api_url,
+            self.config.tenant.as_deref().unwrap_or_default(),
+            self.config.client_id
+        );
+        {
+            let cache = self.outcomes.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((outcome, read_at)) = cache.get(&key) {
+                if read_at.elapsed() < OUTCOME_TTL {
+                    return Ok(outcome.clone());
+                }
+            }
+        }
+        let answer: Value = self
+            .call(Method::GET, "/Outcome", None, || "outcomes".into())
+            .await?;
+        let outcome = pick_note_outcome(&answer)?;
+        self.outcomes
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (outcome.clone(), Instant::now()));
+        Ok(outcome)
+    }
+
     /// `POST /api/Actions` with one private note: hidden from the user, no e-mail, no
     /// automations fired by it.
     #[tracing::instrument(skip(self, text), fields(psa = "halopsa", ticket.id = %ticket))]
     pub async fn add_private_note(&self, ticket: TicketId, text: &str) -> Result<i64, PsaError> {
+        let outcome = self.note_outcome().await?;
         let body = json!([{
             "ticket_id": ticket.get(),
-            "outcome": NOTE_OUTCOME,
+            "outcome_id": outcome.id,
+            "outcome": outcome.name,
             "note_html": crate::psa::freshdesk::client::note_html(text),
             "hiddenfromuser": true,
             "sendemail": false,
@@ -345,13 +499,93 @@ impl HaloClient {
                     .filter_map(|t| t.get("id").and_then(id_value))
                     .map(TicketId),
             );
-            let total = batch.record_count.unwrap_or_default();
-            if count < self.page_size as usize || ids.len() as i64 >= total {
+            // A short page is the last; `record_count`, which Halo does not always send,
+            // only ends the listing early when it is there.
+            let counted_all = batch
+                .record_count
+                .is_some_and(|total| ids.len() as i64 >= total);
+            if count < self.page_size as usize || counted_all {
                 return Ok(ids);
             }
         }
         tracing::warn!(pages = MAX_PAGES, "ticket sweep stopped at the page limit");
         Ok(ids)
+    }
+
+    /// The id of the ticket's action whose note contains `marker`, from
+    /// `GET /api/Actions?ticket_id=` page by page.
+    #[tracing::instrument(skip(self, marker), fields(psa = "halopsa", ticket.id = %ticket))]
+    pub async fn action_with_marker(
+        &self,
+        ticket: TicketId,
+        marker: &str,
+    ) -> Result<Option<i64>, PsaError> {
+        let mut seen = std::collections::HashSet::new();
+        for page in 1..=MAX_PAGES {
+            let path = format!(
+                "/Actions?ticket_id={ticket}&pageinate=true&page_size={}&page_no={page}",
+                self.page_size
+            );
+            let batch: ActionPage = self
+                .call(Method::GET, &path, None, || format!("ticket {ticket}"))
+                .await?;
+            let count = batch.actions.len();
+            let mut new = 0;
+            for action in &batch.actions {
+                let Some(id) = action.get("id").and_then(id_value) else {
+                    continue;
+                };
+                if !seen.insert(id) {
+                    continue;
+                }
+                new += 1;
+                let has_marker = ["note", "note_html"].iter().any(|k| {
+                    action
+                        .get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.contains(marker))
+                });
+                if has_marker {
+                    return Ok(Some(id));
+                }
+            }
+            // A page with nothing new means the paging parameters were not honoured.
+            if count < self.page_size as usize || new == 0 {
+                return Ok(None);
+            }
+        }
+        tracing::warn!(pages = MAX_PAGES, "action lookup stopped at the page limit");
+        Ok(None)
+    }
+
+    /// When the ticket was logged (`dateoccurred`), read through the API.
+    async fn logged_at(&self, ticket: TicketId) -> Result<Option<OffsetDateTime>, PsaError> {
+        let ticket: Value = self
+            .call(Method::GET, &format!("/Tickets/{ticket}"), None, || {
+                format!("ticket {ticket}")
+            })
+            .await?;
+        Ok(date_occurred(&ticket))
+    }
+
+    /// Whether a webhook for `ticket` can be a new-ticket event: a ticket logged more than
+    /// [`NEW_TICKET_WINDOW`] ago is not, whatever event the webhook was wired to. The date is
+    /// taken from the body when it carries one, else from the API; when neither says, the
+    /// delivery is taken as new.
+    async fn is_new_ticket(&self, ticket: TicketId, body: &[u8]) -> bool {
+        let logged = match logged_at_of(body) {
+            Some(at) => Some(at),
+            None => match self.logged_at(ticket).await {
+                Ok(at) => at,
+                Err(e) => {
+                    tracing::warn!(psa = "halopsa", ticket.id = %ticket, error = %e,
+                        "cannot read when the ticket was logged; taking the webhook as new");
+                    None
+                }
+            },
+        };
+        // Limitation: without a date anywhere, an update of an old ticket starts a case.
+        logged.is_none_or(|at| OffsetDateTime::now_utc() - at <= NEW_TICKET_WINDOW)
     }
 
     fn webhook_authentic(&self, request: &InboundRequest<'_>) -> Result<(), WebhookError> {
@@ -383,6 +617,12 @@ impl HaloClient {
             ))
         }
     }
+}
+
+/// When the ticket a webhook body carries was logged (`ticket.dateoccurred`), if it says.
+pub fn logged_at_of(body: &[u8]) -> Option<OffsetDateTime> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get("ticket").and_then(date_occurred)
 }
 
 /// The ticket id of a Halo webhook body: `ticket.id`, else `ticket_id` or `id` at the top.
@@ -419,9 +659,25 @@ impl Psa for HaloClient {
         Ok(NoteId(self.add_private_note(ticket, text).await?))
     }
 
+    async fn find_note(&self, ticket: TicketId, marker: &str) -> Result<Option<NoteId>, PsaError> {
+        Ok(self.action_with_marker(ticket, marker).await?.map(NoteId))
+    }
+
+    /// Halo's webhook body does not reliably say which event fired it, so a webhook wired to
+    /// ticket updates would look like a new ticket: a ticket logged long ago is ignored, and a
+    /// ticket deskproof already has gets no second case (the delivery key is the ticket).
     async fn check_webhook(&self, request: &InboundRequest<'_>) -> Result<Inbound, WebhookError> {
         self.webhook_authentic(request)?;
         let ticket = ticket_of(request.body)?;
+        if !self.is_new_ticket(ticket, request.body).await {
+            tracing::info!(psa = "halopsa", ticket.id = %ticket,
+                "webhook for a ticket logged earlier; not a new ticket");
+            return Ok(Inbound::Ignored(format!(
+                "ignored: ticket {ticket} was logged more than {} minutes ago, so this is not \
+                 a new ticket",
+                NEW_TICKET_WINDOW.as_secs() / 60
+            )));
+        }
         Ok(Inbound::NewTicket {
             delivery_key: format!("ticket:{ticket}"),
             ticket,
@@ -478,8 +734,48 @@ mod tests {
     }
 
     #[test]
+    fn logging_dates_are_read_with_or_without_an_offset() {
+        let at = |text: &str| date_occurred(&json!({ "dateoccurred": text }));
+        let expected = time::macros::datetime!(2025-03-14 09:12:00 UTC);
+        assert_eq!(at("2025-03-14T09:12:00Z"), Some(expected));
+        assert_eq!(at("2025-03-14T09:12:00"), Some(expected));
+        assert_eq!(at("2025-03-14T09:12:00.000"), Some(expected));
+        assert_eq!(at("yesterday"), None);
+    }
+
+    #[test]
+    fn the_note_outcome_is_found_by_name_or_as_the_one_private_outcome() {
+        let exact = json!([{"id": 3, "outcome": "Note"}, {"id": 21, "outcome": "private note"}]);
+        assert_eq!(
+            pick_note_outcome(&exact).expect("outcome"),
+            NoteOutcome {
+                id: 21,
+                name: "private note".into()
+            }
+        );
+        let renamed = json!({"outcomes": [{"id": 3, "name": "Note"},
+                                          {"id": 9, "name": "Private (technicians)"}]});
+        assert_eq!(pick_note_outcome(&renamed).expect("outcome").id, 9);
+        let none = json!([{"id": 3, "outcome": "Note"}, {"id": 4, "outcome": "Email User"}]);
+        match pick_note_outcome(&none) {
+            Err(PsaError::Config(message)) => {
+                assert!(
+                    message.contains("no \"Private Note\" action outcome"),
+                    "{message}"
+                );
+                assert!(message.contains("Note, Email User"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let two = json!([{"id": 5, "outcome": "Private A"}, {"id": 6, "outcome": "Private B"}]);
+        assert!(pick_note_outcome(&two).is_err());
+    }
+
+    #[test]
     fn the_webhook_fixture_names_its_ticket() {
         assert_eq!(ticket_of(WEBHOOK), Ok(TicketId(1234)));
+        // The fixture's ticket carries no date: the API is asked instead.
+        assert_eq!(logged_at_of(WEBHOOK), None);
         assert!(matches!(
             ticket_of(b"{\"ticket\":{}}"),
             Err(WebhookError::Malformed(_))
@@ -513,10 +809,14 @@ mod webhook_tests {
     async fn check_with(client: &HaloClient, authorization: &str) -> Result<Inbound, WebhookError> {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", authorization.parse().expect("header"));
+        // Logged now, so the webhook is for a new ticket.
+        let body = json!({"ticket": {"id": 7, "dateoccurred": OffsetDateTime::now_utc()
+            .format(&Rfc3339).expect("date")}})
+        .to_string();
         let request = InboundRequest {
             headers: &headers,
             query: None,
-            body: br#"{"ticket": {"id": 7}}"#,
+            body: body.as_bytes(),
         };
         client.check_webhook(&request).await
     }

@@ -381,24 +381,21 @@ async fn post_note(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    {
-        let mut s = shared.lock();
-        if !s.note_failures.is_empty() {
-            let status = s.note_failures.remove(0);
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let code = if status == StatusCode::TOO_MANY_REQUESTS {
-                "TooManyRequests"
-            } else {
-                "ServiceUnavailable"
-            };
-            let mut response = cw_error(status, code, "Injected failure");
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                response
-                    .headers_mut()
-                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            }
-            return response;
+    let fault = shared.lock().note_faults.take_next();
+    if let Some(fault) = fault.filter(|f| !f.stored) {
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let code = if status == StatusCode::TOO_MANY_REQUESTS {
+            "TooManyRequests"
+        } else {
+            "ServiceUnavailable"
+        };
+        let mut response = cw_error(status, code, "Injected failure");
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
         }
+        return response;
     }
     let is_json = headers
         .get("content-type")
@@ -477,6 +474,9 @@ async fn post_note(
     s.next_note += 1;
     let json = s.note_json(&note);
     s.notes.push(note);
+    if let Some(fault) = fault {
+        return crate::sim::common::stored_but_failed(fault.status);
+    }
     (StatusCode::CREATED, Json(json)).into_response()
 }
 

@@ -476,8 +476,18 @@ impl ConnectWiseSim {
 
     /// The next `n` note POSTs fail with `status` (503, 429 with `Retry-After: 1`, …).
     pub fn fail_next_note_posts(&self, n: usize, status: u16) {
-        let mut s = self.shared.lock();
-        s.note_failures = vec![status; n];
+        self.shared.lock().note_faults.queue(n, status);
+    }
+
+    /// The next `n` note POSTs store their note and are then answered with `status` (504 is
+    /// a gateway that gave up waiting): the note is there, but the caller was not told.
+    pub fn store_then_fail_next_note_posts(&self, n: usize, status: u16) {
+        self.shared.lock().note_faults.queue_stored(n, status);
+    }
+
+    /// Every note POST that reached the simulator, failed or not.
+    pub fn note_posts(&self) -> usize {
+        self.shared.lock().note_faults.posts
     }
 
     /// Every REST call waits this long before it is answered.

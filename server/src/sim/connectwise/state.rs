@@ -142,8 +142,8 @@ pub(crate) struct State {
     /// The `id` of the current callback key URL.
     pub key_id: String,
     pub key_fetches: usize,
-    /// Status codes the next note POSTs answer with, one per POST.
-    pub note_failures: Vec<u16>,
+    /// Failures of the next note POSTs, one per POST.
+    pub note_faults: crate::sim::common::NoteFaults,
     pub latency: Duration,
     /// Also deliver callbacks here, besides any registered callback.
     pub callback_url: Option<String>,
@@ -173,7 +173,7 @@ impl State {
             next_setup: 1,
             key_id: uuid::Uuid::new_v4().to_string(),
             key_fetches: 0,
-            note_failures: Vec::new(),
+            note_faults: Default::default(),
             latency: Duration::ZERO,
             callback_url: None,
             deliveries: Vec::new(),
