@@ -103,7 +103,7 @@ fn run(target: &str, body: fn(&[u8])) -> u64 {
     let deadline = Instant::now() + budget();
     let mut executions = 0u64;
     let mut current = seeds[0].clone();
-    let mut check = |input: &[u8]| {
+    let check = |input: &[u8]| {
         if catch_unwind(AssertUnwindSafe(|| body(input))).is_err() {
             let dir = std::env::temp_dir().join(format!("deskproof-fuzz-{target}"));
             let _ = std::fs::create_dir_all(&dir);

@@ -58,12 +58,15 @@ struct Delivery {
     now: i64,
 }
 
+/// A delivery waiting to be stored, and where its caller waits for the answer.
+type QueuedDelivery = (Delivery, oneshot::Sender<Result<bool, StorageError>>);
+
 /// Group commit for deliveries: each caller queues its delivery and waits for the leader's
 /// turn; the leader stores everything queued so far in one transaction and answers each
 /// waiting caller. A burst of webhooks then costs one commit per batch, not per delivery.
 #[derive(Debug, Default)]
 struct DeliveryQueue {
-    queued: std::sync::Mutex<Vec<(Delivery, oneshot::Sender<Result<bool, StorageError>>)>>,
+    queued: std::sync::Mutex<Vec<QueuedDelivery>>,
     leader: tokio::sync::Mutex<()>,
 }
 
