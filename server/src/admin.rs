@@ -16,7 +16,7 @@ use crate::auth::{self, SESSION_USER_KEY};
 use crate::crypto::MasterKey;
 use crate::duo::{DuoClient, RetryPolicy};
 use crate::policy::{Policy, PolicySettings};
-use crate::psa::connectwise::model::HostedSetup;
+use crate::psa::connectwise::model::{HostedSetup, POD_HEIGHT};
 use crate::psa::connectwise::ConnectWiseClient;
 use crate::psa::halopsa::client::TokenCache;
 use crate::psa::source::{check_connection, connect, connectwise_config, PsaHttp, Purpose};
@@ -787,7 +787,7 @@ impl AdminBackend for AdminService {
                             url: pod_url.clone(),
                             kind: "Pod".into(),
                             origin: Some(origin),
-                            pod_height: Some(320),
+                            pod_height: Some(POD_HEIGHT),
                             disabled_flag: Some(false),
                         };
                         match client.register_hosted_setup(&setup).await {
