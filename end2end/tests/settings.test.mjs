@@ -175,7 +175,8 @@ test('an admin sets up an organization that a verification then uses, all audite
   ]);
   const csv = readFileSync(await download.path(), 'utf8');
   const lines = csv.trim().split('\n');
-  assert.equal(lines[0], 'id,at,actor,action,organization,ticket,contact,duo_user,outcome,txid,detail');
+  assert.equal(lines[0], 'id,at,actor,action,organization,ticket,contact,duo_user,outcome,txid,detail,connection');
+  assert.ok(lines.slice(1).every((l) => l.endsWith(',ConnectWise (simulator)')), csv);
   assert.ok(lines.slice(1).every((l) => l.includes(`,${ticketId},`)), csv);
   assert.ok(lines.some((l) => l.includes('push answered') && l.includes(',approved,')), csv);
 
@@ -188,8 +189,14 @@ test('an admin sets up an organization that a verification then uses, all audite
   }
   assert.doesNotMatch(changes, new RegExp(keys.authSkey));
 
-  await admin.goto(`${app}/audit/ticket/${ticketId}`);
+  // The ticket's timeline is that of ticket ${ticketId} in this ConnectWise connection.
+  await admin.goto(`${app}/audit?ticket=${ticketId}`);
+  await admin.waitForSelector('[data-testid=audit-table]');
+  await waitForHydration(admin);
+  await admin.click('[data-testid=ticket-link] >> nth=0');
+  await admin.waitForURL(`${app}/audit/ticket/1/${ticketId}`);
   await admin.waitForSelector('[data-testid=timeline] li');
+  assert.match(await admin.textContent('[data-testid=timeline-connection]'), /PSA connection: ConnectWise/);
   assert.match(await admin.textContent('[data-testid=timeline]'), /push sent[\s\S]*push answered/);
   await screenshot(admin, 'settings-ticket-timeline');
 });

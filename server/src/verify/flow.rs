@@ -701,6 +701,7 @@ impl Flow {
                 actor: attempt.technician_name.clone(),
                 action: action.into(),
                 organization_id: case.organization_id,
+                connection_id: Some(case.connection_id),
                 ticket: Some(case.ticket_id.clone()),
                 contact: Some(contact_label(case)),
                 duo_user: attempt.duo_username.clone(),

@@ -283,6 +283,7 @@ impl PodGate {
                 actor: claims.member.clone(),
                 action: "pod opened".into(),
                 organization_id: Some(organization_id),
+                connection_id: Some(connection.id),
                 ticket: Some(case.ticket_id.clone()),
                 ..Default::default()
             })
