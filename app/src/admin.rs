@@ -71,6 +71,14 @@ const CONNECTWISE_FIELDS: &[FieldSpec] = &[
         help: "Optional: the service ticket screen from the ConnectWiseHostedApiScreen \
                report. Connect registers the deskproof pod on it.",
     },
+    FieldSpec {
+        name: "pod_origins",
+        label: "ConnectWise addresses (pod)",
+        secret: false,
+        required: false,
+        help: "For the pod: the addresses technicians open ConnectWise at, e.g. \
+               https://na.myconnectwise.net, separated by spaces. Only these may show the pod.",
+    },
 ];
 
 const AUTOTASK_FIELDS: &[FieldSpec] = &[
@@ -423,9 +431,6 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
-#[cfg(feature = "ssr")]
-pub use server::*;
-
 impl AuditRow {
     /// Where this entry's ticket timeline is: per connection, since ticket numbers repeat
     /// across PSAs; entries that did not record their connection share one timeline per
@@ -454,6 +459,9 @@ impl AuditListing {
         self.total > self.rows.len() as i64
     }
 }
+
+#[cfg(feature = "ssr")]
+pub use server::*;
 
 #[cfg(feature = "ssr")]
 mod server {

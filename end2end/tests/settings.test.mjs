@@ -119,9 +119,17 @@ test('an admin sets up an organization that a verification then uses, all audite
   ]);
   await autotask.locator('[data-testid=connection-test-result]:has-text("Connected: Autotask accepted the credentials.")').waitFor();
 
-  // One-click connect: the ticket callback and, with a screen id, the pod.
+  // One-click connect: the ticket callback and, with a screen id, the pod. The pod's
+  // ConnectWise address, stored by the demo's setup, is shown and kept by the save.
+  const cwOrigin = new URL(demo.urls['new ticket']).origin;
+  assert.equal(await admin.inputValue('#conn1-pod_origins'), cwOrigin);
   await admin.fill('#conn1-pod_screen_id', '25');
   await clickAndWait(admin, '[data-testid=conn1-form] [data-testid=save-connection]', 'save_connection');
+  await admin.waitForSelector('[data-testid=conn1-form] [data-testid=saved]');
+  assert.equal(await admin.inputValue('#conn1-pod_origins'), cwOrigin);
+  const podPage = await admin.request.get(`${app}/pod/connectwise/1`);
+  assert.equal(podPage.status(), 200);
+  assert.match(podPage.headers()['content-security-policy'], new RegExp(`^frame-ancestors ${cwOrigin};`));
   await clickAndWait(admin, '[data-testid=connect-psa]', 'connect_psa');
   const connected = await admin.textContent('[data-testid=connect-result]');
   assert.match(connected, /Created ticket callback \d+: .*\/hooks\/connectwise\/1\?recordId=/);

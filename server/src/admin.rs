@@ -25,6 +25,7 @@ use crate::storage::{
     AuditEntry, AuditFilter, AuditRecord, ConnectionFilter, DuoAccountRow, NewPsaConnection,
     NewUser, StorageError, Store, UserRecord,
 };
+use crate::verify::pod::parse_pod_origins;
 
 /// Connection fields stored as JSON numbers.
 const NUMBER_FIELDS: &[&str] = &["note_type"];
@@ -435,6 +436,10 @@ impl AdminBackend for AdminService {
                         settings.insert(k.clone(), s.to_owned());
                     } else if let Some(n) = v.as_i64() {
                         settings.insert(k.clone(), n.to_string());
+                    } else if let Some(list) = v.as_array() {
+                        // Lists (pod origins) are edited as one field, separated by spaces.
+                        let items: Vec<&str> = list.iter().filter_map(|i| i.as_str()).collect();
+                        settings.insert(k.clone(), items.join(" "));
                     }
                 }
             }
@@ -640,7 +645,7 @@ impl AdminBackend for AdminService {
                 .errors
                 .insert("name".into(), "A name has at most 100 characters.".into());
         }
-        let existing = match id {
+        let (existing, mut settings) = match id {
             Some(id) => {
                 let row = self
                     .store
@@ -649,16 +654,26 @@ impl AdminBackend for AdminService {
                     .map_err(internal)?
                     .filter(|r| r.kind == spec.kind)
                     .ok_or_else(|| invalid("Unknown PSA connection."))?;
+                // Settings the form does not send (e.g. stored by `deskproof setup`) are kept.
+                let stored = match row.settings {
+                    serde_json::Value::Object(map) => map,
+                    _ => serde_json::Map::new(),
+                };
                 // Secrets that no longer open must be entered again.
-                self.connection_secrets(&row.secrets_sealed)
-                    .unwrap_or_default()
+                let secrets = self
+                    .connection_secrets(&row.secrets_sealed)
+                    .unwrap_or_default();
+                (secrets, stored)
             }
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), serde_json::Map::new()),
         };
-        let mut settings = serde_json::Map::new();
         let mut secrets = existing.clone();
         let mut replaced = Vec::new();
         for f in spec.fields {
+            if !f.secret && !fields.contains_key(f.name) && settings.contains_key(f.name) {
+                continue; // Not in this form: the stored value stays.
+            }
+            settings.remove(f.name);
             let value = field(fields, f.name);
             if f.secret {
                 if !value.is_empty() {
@@ -681,7 +696,17 @@ impl AdminBackend for AdminService {
                 }
                 continue;
             }
-            if f.name.ends_with("url") {
+            if f.name == "pod_origins" {
+                match parse_pod_origins(value) {
+                    Ok(origins) => {
+                        settings.insert(f.name.to_owned(), origins.into());
+                    }
+                    Err(e) => {
+                        reply.errors.insert(f.name.into(), e);
+                    }
+                }
+                continue;
+            } else if f.name.ends_with("url") {
                 let ok = url::Url::parse(value)
                     .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
                 if !ok {
@@ -1376,13 +1401,6 @@ mod tests {
     }
 
     #[test]
-    fn policy_values_read_as_form_text() {
-        let map = policy_strings(serde_json::json!({"pod_enabled": false, "verified_minutes": 10}));
-        assert_eq!(map.get("pod_enabled").map(String::as_str), Some("no"));
-        assert_eq!(map.get("verified_minutes").map(String::as_str), Some("10"));
-    }
-
-    #[test]
     fn csv_cells_a_spreadsheet_would_run_as_formulas_are_made_text() {
         let mut r = row("=1+1");
         r.contact = Some("=HYPERLINK(\"https://evil.example\",\"x\") Doe".into());
@@ -1409,6 +1427,13 @@ mod tests {
         assert_eq!(record.get(9), Some("'@SUM(A1)"));
         assert_eq!(record.get(10), Some("'=1+1"));
         assert_eq!(spreadsheet_text("Alex = Example"), "Alex = Example");
+    }
+
+    #[test]
+    fn policy_values_read_as_form_text() {
+        let map = policy_strings(serde_json::json!({"pod_enabled": false, "verified_minutes": 10}));
+        assert_eq!(map.get("pod_enabled").map(String::as_str), Some("no"));
+        assert_eq!(map.get("verified_minutes").map(String::as_str), Some("10"));
     }
 
     #[test]

@@ -1529,3 +1529,126 @@ async fn the_audit_page_says_when_it_shows_only_the_newest_entries_and_the_expor
         "newest first, no repeats"
     );
 }
+
+#[tokio::test]
+async fn a_connectwise_connection_from_the_setup_file_keeps_its_pod_origins_when_saved_in_the_form()
+{
+    // Arrange: a connection stored by `deskproof setup` with pod origins.
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let cw = app.world.cw.client_config();
+    let file = app.dir.path().join("setup.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[connectwise]]
+name = "From setup"
+base_url = "{base}"
+company_id = "{company}"
+public_key = "{public}"
+private_key = "{private}"
+client_id = "{client}"
+pod_origins = ["https://na.myconnectwise.net", "{screen}"]
+"#,
+            base = cw.base_url,
+            company = cw.company_id,
+            public = cw.public_key,
+            private = cw.private_key.expose(),
+            client = cw.client_id,
+            screen = app.world.cw.url(),
+        ),
+    )
+    .expect("setup file");
+    let key = deskproof::crypto::MasterKey::load_or_create(&app.dir.path().join("master.key"))
+        .expect("master key");
+    deskproof::setup::SetupFile::read(&file)
+        .expect("valid setup file")
+        .apply(&app.store, &key, url)
+        .await
+        .expect("applied");
+    let view = connection_named(&settings(&admin, url).await, "From setup");
+    let id = view["id"].as_i64().expect("id").to_string();
+    let shown = view["settings"]["pod_origins"]
+        .as_str()
+        .expect("pod origins shown")
+        .to_owned();
+    let ancestors = |id: String| async move {
+        let res = reqwest::get(format!("{url}/pod/connectwise/{id}"))
+            .await
+            .expect("pod page");
+        assert_eq!(res.status(), 200);
+        res.headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let form = |pod_origins: Option<&str>| {
+        let mut form: Vec<(String, String)> = vec![
+            ("id".into(), id.clone()),
+            ("kind".into(), "connectwise".into()),
+            ("name".into(), "From setup".into()),
+        ];
+        for name in ["base_url", "company_id", "public_key", "client_id"] {
+            let value = view["settings"][name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            form.push((format!("fields[{name}]"), value));
+        }
+        form.push(("fields[private_key]".into(), String::new()));
+        if let Some(origins) = pod_origins {
+            form.push(("fields[pod_origins]".into(), origins.to_owned()));
+        }
+        form
+    };
+    let save = |form: Vec<(String, String)>| {
+        let admin = admin.clone();
+        async move {
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            ok(&admin, url, "save_connection", &pairs).await
+        }
+    };
+
+    // Act: saved as the page sends it, then by a form that does not know the field.
+    let as_shown = save(form(Some(&shown))).await;
+    let after_page = ancestors(id.clone()).await;
+    let without_field = save(form(None)).await;
+    let after_old_form = ancestors(id.clone()).await;
+    let bad = save(form(Some("https://na.myconnectwise.net/v4_6_release"))).await;
+    let after_bad = ancestors(id.clone()).await;
+    let changed = save(form(Some(
+        "https://eu.myconnectwise.net,  https://eu.myconnectwise.net/",
+    )))
+    .await;
+    let after_change = ancestors(id.clone()).await;
+
+    // Assert
+    let expected = format!(
+        "frame-ancestors https://na.myconnectwise.net {}; object-src 'none'; base-uri 'self'",
+        app.world.cw.url()
+    );
+    assert_eq!(
+        shown,
+        format!("https://na.myconnectwise.net {}", app.world.cw.url())
+    );
+    for reply in [&as_shown, &without_field, &changed] {
+        assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    }
+    assert_eq!(after_page, expected);
+    assert_eq!(after_old_form, expected);
+    assert!(
+        bad["errors"]["pod_origins"]
+            .as_str()
+            .is_some_and(|e| e.contains("scheme://host[:port] only")),
+        "{bad}"
+    );
+    assert_eq!(after_bad, expected, "a refused form stores nothing");
+    assert_eq!(
+        after_change,
+        "frame-ancestors https://eu.myconnectwise.net; object-src 'none'; base-uri 'self'"
+    );
+}
