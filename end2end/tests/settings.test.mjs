@@ -228,3 +228,35 @@ test('a technician sees no admin links and gets 403 from every admin page', asyn
   await tech.waitForSelector('[data-testid=forbidden]');
   await screenshot(tech, 'settings-forbidden');
 });
+
+test('a problem with one user is shown in that user\'s row', async () => {
+  const app = demo.urls.app;
+  const admin = await browser.newPage();
+  await signIn(admin, app, DEMO_ADMIN);
+  await admin.goto(`${app}/settings/users`);
+  await admin.waitForSelector('[data-testid=users]');
+  await waitForHydration(admin);
+  const tech = admin.locator('[data-testid=user-tech]');
+  const me = admin.locator('[data-testid=user-admin]');
+
+  // A password that is too short, for the technician.
+  await tech.locator('input[name=password]').fill('short');
+  await Promise.all([
+    admin.waitForResponse((r) => r.url().includes('/api/admin/reset_password')),
+    tech.locator('[data-testid=reset-password]').click(),
+  ]);
+  await tech.locator('[data-testid=error-password]').waitFor();
+  assert.match(await tech.locator('[data-testid=error-password]').textContent(), /at least/);
+  assert.equal(await me.locator('[data-testid=error-password]').count(), 0);
+
+  // Disabling one's own account.
+  await Promise.all([
+    admin.waitForResponse((r) => r.url().includes('/api/admin/set_user_disabled')),
+    me.locator('[data-testid=toggle-user]').click(),
+  ]);
+  await me.locator('[data-testid=error-disabled]').waitFor();
+  assert.equal(await me.locator('[data-testid=error-disabled]').textContent(), 'You cannot disable your own account.');
+  assert.equal(await tech.locator('[data-testid=error-disabled]').count(), 0);
+  assert.equal(await admin.locator('[data-testid=saved]').count(), 0, 'nothing was saved');
+  await screenshot(admin, 'settings-users-row-error');
+});

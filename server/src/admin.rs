@@ -1242,7 +1242,10 @@ impl AdminBackend for AdminService {
     ) -> BackendResult<FormReply> {
         let admin = self.require_admin(session).await?;
         if admin.id == id && disabled {
-            return Err(invalid("You cannot disable your own account."));
+            return Ok(FormReply::field(
+                "disabled",
+                "You cannot disable your own account.",
+            ));
         }
         let user = self
             .store

@@ -959,7 +959,11 @@ async fn users_are_added_disabled_and_given_new_passwords() {
         &[("id", &me), ("disabled", "true")],
     )
     .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["errors"]["disabled"], "You cannot disable your own account.",
+        "{body}"
+    );
     let audit = app
         .count("SELECT COUNT(*) FROM audit_log WHERE action IN ('user added', 'user disabled', 'user enabled', 'password reset')")
         .await;
