@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use app::model::Role;
 use deskproof::crypto::MasterKey;
-use deskproof::policy::PolicySettings;
 use deskproof::duo::types::PushRequest;
+use deskproof::policy::PolicySettings;
 use deskproof::psa::connectwise::ConnectWiseClient;
 use deskproof::psa::{ContactId, TicketId};
 use deskproof::sim::demo::{seed_world_in, DemoWorld};
