@@ -71,6 +71,14 @@ const CONNECTWISE_FIELDS: &[FieldSpec] = &[
         help: "Optional: the service ticket screen from the ConnectWiseHostedApiScreen \
                report. Connect registers the deskproof pod on it.",
     },
+    FieldSpec {
+        name: "pod_origins",
+        label: "ConnectWise addresses (pod)",
+        secret: false,
+        required: false,
+        help: "For the pod: the addresses technicians open ConnectWise at, e.g. \
+               https://na.myconnectwise.net, separated by spaces. Only these may show the pod.",
+    },
 ];
 
 const AUTOTASK_FIELDS: &[FieldSpec] = &[
@@ -401,6 +409,9 @@ pub struct SettingsView {
 pub struct AuditQuery {
     #[serde(default)]
     pub organization: String,
+    /// A PSA connection id, or `none` for entries recorded before the connection was noted.
+    #[serde(default)]
+    pub connection: String,
     #[serde(default)]
     pub ticket: String,
     #[serde(default)]
@@ -420,6 +431,7 @@ impl AuditQuery {
     pub fn to_query_string(&self) -> String {
         [
             ("organization", &self.organization),
+            ("connection", &self.connection),
             ("ticket", &self.ticket),
             ("technician", &self.technician),
             ("outcome", &self.outcome),
@@ -453,12 +465,44 @@ pub struct AuditRow {
     pub actor: String,
     pub action: String,
     pub organization: Option<String>,
+    /// The PSA connection of the ticket, when the entry recorded it.
+    pub connection_id: Option<i64>,
+    pub connection: Option<String>,
     pub ticket: Option<String>,
     pub contact: Option<String>,
     pub duo_user: Option<String>,
     pub outcome: Option<String>,
     pub txid: Option<String>,
     pub detail: Option<String>,
+}
+
+impl AuditRow {
+    /// Where this entry's ticket timeline is: per connection, since ticket numbers repeat
+    /// across PSAs; entries that did not record their connection share one timeline per
+    /// ticket number.
+    pub fn timeline_path(&self) -> Option<String> {
+        let ticket = encode_component(self.ticket.as_deref()?);
+        Some(match self.connection_id {
+            Some(c) => format!("/audit/ticket/{c}/{ticket}"),
+            None => format!("/audit/ticket/{ticket}"),
+        })
+    }
+}
+
+/// The audit log as the page shows it: the newest entries matching the filters, at most
+/// `limit`, and how many match in all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditListing {
+    pub rows: Vec<AuditRow>,
+    pub total: i64,
+    pub limit: i64,
+}
+
+impl AuditListing {
+    /// Whether more entries match than are shown.
+    pub fn truncated(&self) -> bool {
+        self.total > self.rows.len() as i64
+    }
 }
 
 #[cfg(feature = "ssr")]
@@ -471,7 +515,9 @@ mod server {
 
     use tower_sessions::Session;
 
-    use super::{AuditQuery, AuditRow, DuoChildrenReply, FormReply, SettingsView, TestReply};
+    use super::{
+        AuditListing, AuditQuery, AuditRow, DuoChildrenReply, FormReply, SettingsView, TestReply,
+    };
     use crate::backend::BackendResult;
 
     /// The server's side of the administration server functions. Each method checks that the
@@ -551,15 +597,15 @@ mod server {
             id: i64,
             password: &str,
         ) -> BackendResult<FormReply>;
-        async fn audit(
-            &self,
-            session: &Session,
-            query: &AuditQuery,
-        ) -> BackendResult<Vec<AuditRow>>;
-        /// Every entry about one ticket, oldest first.
+        async fn audit(&self, session: &Session, query: &AuditQuery)
+            -> BackendResult<AuditListing>;
+        /// Every entry about one ticket of one PSA connection, oldest first; with
+        /// `connection_id` `None`, the entries about that ticket number that did not record
+        /// their connection.
         async fn ticket_timeline(
             &self,
             session: &Session,
+            connection_id: Option<i64>,
             ticket: &str,
         ) -> BackendResult<Vec<AuditRow>>;
     }
@@ -699,11 +745,22 @@ pub async fn reset_password(id: i64, password: String) -> Result<FormReply, Serv
 #[server(prefix = "/api", endpoint = "admin/audit")]
 pub async fn audit_log(
     #[server(default)] query: AuditQuery,
-) -> Result<Vec<AuditRow>, ServerFnError> {
+) -> Result<AuditListing, ServerFnError> {
     admin_call!(|b, s| b.audit(&s, &query))
 }
 
+/// `connection` empty: the entries that did not record their PSA connection.
 #[server(prefix = "/api", endpoint = "admin/ticket_timeline")]
-pub async fn ticket_timeline(ticket: String) -> Result<Vec<AuditRow>, ServerFnError> {
-    admin_call!(|b, s| b.ticket_timeline(&s, &ticket))
+pub async fn ticket_timeline(
+    #[server(default)] connection: String,
+    ticket: String,
+) -> Result<Vec<AuditRow>, ServerFnError> {
+    let connection = match connection.trim() {
+        "" => None,
+        id => Some(
+            id.parse::<i64>()
+                .map_err(|_| ServerFnError::new("unknown PSA connection"))?,
+        ),
+    };
+    admin_call!(|b, s| b.ticket_timeline(&s, connection, &ticket))
 }

@@ -72,6 +72,13 @@ pub struct AttemptRow {
     /// when it never is on this ticket.
     #[serde(default)]
     pub next_push_at: Option<String>,
+    /// While the push waits for an answer: the code it carries, for the caller to read back.
+    #[serde(default)]
+    pub caller_code: Option<String>,
+    /// On the newest approval, while it counts: until when, e.g. `14:05 UTC`. No push is sent
+    /// before then.
+    #[serde(default)]
+    pub verified_until: Option<String>,
 }
 
 impl AttemptRow {

@@ -51,6 +51,10 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/settings/users") view=settings::UsersPage />
                 <Route path=path!("/audit") view=audit::AuditPage />
                 <Route path=path!("/audit/ticket/:ticket") view=audit::TicketTimelinePage />
+                <Route
+                    path=path!("/audit/ticket/:connection/:ticket")
+                    view=audit::TicketTimelinePage
+                />
             </Routes>
         </Router>
     }

@@ -119,9 +119,17 @@ test('an admin sets up an organization that a verification then uses, all audite
   ]);
   await autotask.locator('[data-testid=connection-test-result]:has-text("Connected: Autotask accepted the credentials.")').waitFor();
 
-  // One-click connect: the ticket callback and, with a screen id, the pod.
+  // One-click connect: the ticket callback and, with a screen id, the pod. The pod's
+  // ConnectWise address, stored by the demo's setup, is shown and kept by the save.
+  const cwOrigin = new URL(demo.urls['new ticket']).origin;
+  assert.equal(await admin.inputValue('#conn1-pod_origins'), cwOrigin);
   await admin.fill('#conn1-pod_screen_id', '25');
   await clickAndWait(admin, '[data-testid=conn1-form] [data-testid=save-connection]', 'save_connection');
+  await admin.waitForSelector('[data-testid=conn1-form] [data-testid=saved]');
+  assert.equal(await admin.inputValue('#conn1-pod_origins'), cwOrigin);
+  const podPage = await admin.request.get(`${app}/pod/connectwise/1`);
+  assert.equal(podPage.status(), 200);
+  assert.match(podPage.headers()['content-security-policy'], new RegExp(`^frame-ancestors ${cwOrigin};`));
   await clickAndWait(admin, '[data-testid=connect-psa]', 'connect_psa');
   const connected = await admin.textContent('[data-testid=connect-result]');
   assert.match(connected, /Created ticket callback \d+: .*\/hooks\/connectwise\/1\?recordId=/);
@@ -175,7 +183,8 @@ test('an admin sets up an organization that a verification then uses, all audite
   ]);
   const csv = readFileSync(await download.path(), 'utf8');
   const lines = csv.trim().split('\n');
-  assert.equal(lines[0], 'id,at,actor,action,organization,ticket,contact,duo_user,outcome,txid,detail');
+  assert.equal(lines[0], 'id,at,actor,action,organization,ticket,contact,duo_user,outcome,txid,detail,connection');
+  assert.ok(lines.slice(1).every((l) => l.endsWith(',ConnectWise (simulator)')), csv);
   assert.ok(lines.slice(1).every((l) => l.includes(`,${ticketId},`)), csv);
   assert.ok(lines.some((l) => l.includes('push answered') && l.includes(',approved,')), csv);
 
@@ -188,8 +197,14 @@ test('an admin sets up an organization that a verification then uses, all audite
   }
   assert.doesNotMatch(changes, new RegExp(keys.authSkey));
 
-  await admin.goto(`${app}/audit/ticket/${ticketId}`);
+  // The ticket's timeline is that of ticket ${ticketId} in this ConnectWise connection.
+  await admin.goto(`${app}/audit?ticket=${ticketId}`);
+  await admin.waitForSelector('[data-testid=audit-table]');
+  await waitForHydration(admin);
+  await admin.click('[data-testid=ticket-link] >> nth=0');
+  await admin.waitForURL(`${app}/audit/ticket/1/${ticketId}`);
   await admin.waitForSelector('[data-testid=timeline] li');
+  assert.match(await admin.textContent('[data-testid=timeline-connection]'), /PSA connection: ConnectWise/);
   assert.match(await admin.textContent('[data-testid=timeline]'), /push sent[\s\S]*push answered/);
   await screenshot(admin, 'settings-ticket-timeline');
 });
@@ -303,4 +318,36 @@ test('a technician sees no admin links and gets 403 from every admin page', asyn
   await tech.goto(`${app}/settings/users`);
   await tech.waitForSelector('[data-testid=forbidden]');
   await screenshot(tech, 'settings-forbidden');
+});
+
+test('a problem with one user is shown in that user\'s row', async () => {
+  const app = demo.urls.app;
+  const admin = await browser.newPage();
+  await signIn(admin, app, DEMO_ADMIN);
+  await admin.goto(`${app}/settings/users`);
+  await admin.waitForSelector('[data-testid=users]');
+  await waitForHydration(admin);
+  const tech = admin.locator('[data-testid=user-tech]');
+  const me = admin.locator('[data-testid=user-admin]');
+
+  // A password that is too short, for the technician.
+  await tech.locator('input[name=password]').fill('short');
+  await Promise.all([
+    admin.waitForResponse((r) => r.url().includes('/api/admin/reset_password')),
+    tech.locator('[data-testid=reset-password]').click(),
+  ]);
+  await tech.locator('[data-testid=error-password]').waitFor();
+  assert.match(await tech.locator('[data-testid=error-password]').textContent(), /at least/);
+  assert.equal(await me.locator('[data-testid=error-password]').count(), 0);
+
+  // Disabling one's own account.
+  await Promise.all([
+    admin.waitForResponse((r) => r.url().includes('/api/admin/set_user_disabled')),
+    me.locator('[data-testid=toggle-user]').click(),
+  ]);
+  await me.locator('[data-testid=error-disabled]').waitFor();
+  assert.equal(await me.locator('[data-testid=error-disabled]').textContent(), 'You cannot disable your own account.');
+  assert.equal(await tech.locator('[data-testid=error-disabled]').count(), 0);
+  assert.equal(await admin.locator('[data-testid=saved]').count(), 0, 'nothing was saved');
+  await screenshot(admin, 'settings-users-row-error');
 });

@@ -62,20 +62,33 @@ test('a ticket is verified end to end with an approved Duo Push', async () => {
   assert.match(await tech.textContent('[data-testid=matched]'), /al\*\*\*le/);
   await screenshot(tech, 'verify-page');
 
+  await tech.evaluate(() => { window.__sameDocument = true; });
   await tech.click('[data-testid=send-push]');
   await tech.waitForSelector('[data-testid=status]:has-text("Waiting")');
+  // The code to read back appears with the push, without a reload.
+  await tech.waitForSelector('[data-testid=caller-code]');
+  const shown = await tech.textContent('[data-testid=caller-code]');
   await screenshot(tech, 'verify-pushed');
 
-  // The employee approves on their phone.
+  // The employee approves on their phone; the push carries the code the page shows.
   const device = await browser.newPage();
   await device.goto(phone);
   await device.waitForSelector('button.approve', { timeout: 15000 });
   assert.match(await device.content(), /Verification is required for the ticket you submitted/);
+  const onPhone = await device.textContent('section.push tr:has(th:text-is("Code to read back")) td');
+  assert.match(onPhone, /^\d{6}$/);
+  assert.equal(shown, onPhone);
   await screenshot(device, 'phone-push');
   await device.click('button.approve');
 
-  // The technician's page turns to Approved without a reload.
+  // The technician's page turns to Approved without a reload, says until when the approval
+  // counts and offers no push meanwhile.
   await tech.waitForSelector('[data-testid=status]:has-text("Approved")', { timeout: 20000 });
+  await tech.waitForSelector('[data-testid=verified-until]');
+  assert.match(await tech.textContent('[data-testid=verified-until]'), /^Verified until \d\d:\d\d UTC$/);
+  assert.equal(await tech.$('[data-testid=send-push]'), null);
+  assert.equal(await tech.$('[data-testid=caller-code]'), null);
+  assert.equal(await tech.evaluate(() => window.__sameDocument), true);
   await screenshot(tech, 'verify-approved');
 
   await psa.goto(ticketUrl);

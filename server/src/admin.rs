@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use app::admin::{
-    psa_kind, AdminBackend, AuditQuery, AuditRow, ConnectionView, DuoChildrenReply, FormReply,
-    MappingView, OrganizationView, SettingsView, TestReply, UserView, POLICY_FIELDS,
+    psa_kind, AdminBackend, AuditListing, AuditQuery, AuditRow, ConnectionView, DuoChildrenReply,
+    FormReply, MappingView, OrganizationView, SettingsView, TestReply, UserView, POLICY_FIELDS,
 };
 use app::backend::{BackendError, BackendResult};
 use app::model::Role;
@@ -15,23 +15,28 @@ use tower_sessions::Session;
 use crate::auth::{self, SESSION_USER_KEY};
 use crate::crypto::MasterKey;
 use crate::policy::{Policy, PolicySettings};
-use crate::psa::connectwise::model::HostedSetup;
+use crate::psa::connectwise::model::{HostedSetup, POD_HEIGHT};
 use crate::psa::connectwise::ConnectWiseClient;
 use crate::psa::halopsa::client::TokenCache;
 use crate::psa::source::{check_connection, connect, connectwise_config, PsaHttp, Purpose};
 use crate::psa::PsaKind;
 use crate::storage::{
-    AuditEntry, AuditFilter, AuditRecord, NewPsaConnection, NewUser, StorageError, Store,
-    UserRecord,
+    AuditEntry, AuditFilter, AuditRecord, ConnectionFilter, NewPsaConnection, NewUser,
+    StorageError, Store, UserRecord,
 };
+use crate::verify::pod::parse_pod_origins;
 
 mod duo;
 
 /// Connection fields stored as JSON numbers.
 const NUMBER_FIELDS: &[&str] = &["note_type"];
 
-/// The most rows the audit page and the CSV export return.
+/// The most rows the audit page shows; the page says when more match. The CSV export has
+/// no limit: it streams every matching row.
 pub const AUDIT_LIMIT: i64 = 5000;
+
+/// Rows per database read while the CSV export streams.
+const EXPORT_PAGE: i64 = 1000;
 
 #[derive(Clone)]
 pub struct AdminService {
@@ -225,8 +230,8 @@ impl AdminService {
         })
     }
 
-    /// Audit entries for the page and the CSV export.
-    pub async fn audit_records(&self, query: &AuditQuery) -> BackendResult<Vec<AuditRecord>> {
+    /// The audit filter of the page's and the export's query, checked.
+    pub fn audit_filter(&self, query: &AuditQuery) -> BackendResult<AuditFilter> {
         let date = |text: &str, what: &str| -> BackendResult<Option<time::Date>> {
             match text.trim() {
                 "" => Ok(None),
@@ -239,17 +244,79 @@ impl AdminService {
         };
         let day = |d: time::Date| d.to_string();
         let non_empty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        let filter = AuditFilter {
+        let connection = match query.connection.trim() {
+            "" => None,
+            "none" => Some(ConnectionFilter::Unrecorded),
+            id => Some(ConnectionFilter::Is(
+                id.parse().map_err(|_| invalid("Unknown PSA connection."))?,
+            )),
+        };
+        Ok(AuditFilter {
             organization_id: optional_id(&query.organization, "organization")?,
+            connection,
             ticket: non_empty(&query.ticket),
             actor: non_empty(&query.technician),
             outcome: non_empty(&query.outcome),
             from: date(&query.from, "from")?.map(day),
             until: date(&query.to, "to")?.and_then(|d| d.next_day()).map(day),
+            after_id: None,
             oldest_first: false,
             limit: AUDIT_LIMIT,
-        };
-        self.store.search_audit(&filter).await.map_err(internal)
+        })
+    }
+
+    /// Every audit entry matching `filter` as CSV, newest first, read from the database a
+    /// page at a time and sent as it is written, so an export of any size is complete.
+    pub fn audit_csv_stream(
+        &self,
+        filter: AuditFilter,
+    ) -> tokio_stream::wrappers::ReceiverStream<Result<Vec<u8>, std::io::Error>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut filter = AuditFilter {
+                limit: EXPORT_PAGE,
+                oldest_first: false,
+                after_id: None,
+                ..filter
+            };
+            let mut chunk = audit_csv(&[], true);
+            loop {
+                let records = match (chunk, store.search_audit(&filter).await) {
+                    (Ok(bytes), Ok(records)) => {
+                        if tx.send(Ok(bytes)).await.is_err() {
+                            return; // The download was cancelled.
+                        }
+                        records
+                    }
+                    (Err(e), _) => {
+                        tracing::error!(error = %e, "audit export failed");
+                        let _ = tx.send(Err(std::io::Error::other("csv"))).await;
+                        return;
+                    }
+                    (_, Err(e)) => {
+                        // The download ends unfinished rather than look complete.
+                        tracing::error!(error = %e, "audit export failed");
+                        let _ = tx.send(Err(std::io::Error::other("storage"))).await;
+                        return;
+                    }
+                };
+                let Some(last) = records.last().map(|r| r.id) else {
+                    return;
+                };
+                let done = (records.len() as i64) < EXPORT_PAGE;
+                let rows: Vec<AuditRow> = records.into_iter().map(audit_row).collect();
+                chunk = audit_csv(&rows, false);
+                filter.after_id = Some(last);
+                if done {
+                    if let Ok(bytes) = chunk {
+                        let _ = tx.send(Ok(bytes)).await;
+                    }
+                    return;
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
     }
 }
 
@@ -261,6 +328,8 @@ pub fn audit_row(r: AuditRecord) -> AuditRow {
         actor: e.actor,
         action: e.action,
         organization: r.organization_name,
+        connection_id: e.connection_id,
+        connection: r.connection_name,
         ticket: e.ticket,
         contact: e.contact,
         duo_user: e.duo_user,
@@ -270,30 +339,47 @@ pub fn audit_row(r: AuditRecord) -> AuditRow {
     }
 }
 
-/// The audit entries as CSV with a header row; every field is quoted as needed.
-pub fn audit_csv(rows: &[AuditRow]) -> Result<Vec<u8>, csv::Error> {
+/// The columns of the CSV export, in order. `connection` came last so existing columns kept
+/// their places.
+pub const AUDIT_CSV_HEADER: [&str; 12] = [
+    "id",
+    "at",
+    "actor",
+    "action",
+    "organization",
+    "ticket",
+    "contact",
+    "duo_user",
+    "outcome",
+    "txid",
+    "detail",
+    "connection",
+];
+
+/// A cell a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab or carriage return
+/// first) gets a leading `'`, so a contact named `=HYPERLINK(…)` stays text.
+pub fn spreadsheet_text(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+/// Audit entries as CSV, the header row first when `header`; every field is quoted as
+/// needed and made inert for spreadsheets.
+pub fn audit_csv(rows: &[AuditRow], header: bool) -> Result<Vec<u8>, csv::Error> {
     let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record([
-        "id",
-        "at",
-        "actor",
-        "action",
-        "organization",
-        "ticket",
-        "contact",
-        "duo_user",
-        "outcome",
-        "txid",
-        "detail",
-    ])?;
+    if header {
+        out.write_record(AUDIT_CSV_HEADER)?;
+    }
     for r in rows {
-        let id = r.id.to_string();
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let opt = |v: &Option<String>| spreadsheet_text(v.as_deref().unwrap_or("")).into_owned();
         out.write_record([
-            id,
-            r.at.clone(),
-            r.actor.clone(),
-            r.action.clone(),
+            r.id.to_string(),
+            spreadsheet_text(&r.at).into_owned(),
+            spreadsheet_text(&r.actor).into_owned(),
+            spreadsheet_text(&r.action).into_owned(),
             opt(&r.organization),
             opt(&r.ticket),
             opt(&r.contact),
@@ -301,6 +387,7 @@ pub fn audit_csv(rows: &[AuditRow]) -> Result<Vec<u8>, csv::Error> {
             opt(&r.outcome),
             opt(&r.txid),
             opt(&r.detail),
+            opt(&r.connection),
         ])?;
     }
     out.into_inner().map_err(|e| e.into_error().into())
@@ -345,6 +432,10 @@ impl AdminBackend for AdminService {
                         settings.insert(k.clone(), s.to_owned());
                     } else if let Some(n) = v.as_i64() {
                         settings.insert(k.clone(), n.to_string());
+                    } else if let Some(list) = v.as_array() {
+                        // Lists (pod origins) are edited as one field, separated by spaces.
+                        let items: Vec<&str> = list.iter().filter_map(|i| i.as_str()).collect();
+                        settings.insert(k.clone(), items.join(" "));
                     }
                 }
             }
@@ -506,7 +597,7 @@ impl AdminBackend for AdminService {
         let Some(organization) = organization.filter(|_| reply.ok()) else {
             return Ok(reply);
         };
-        let audit = Self::change(
+        let mut audit = Self::change(
             &admin,
             "company mapped",
             Some(organization.id),
@@ -515,6 +606,7 @@ impl AdminBackend for AdminService {
                 connection.name, organization.name
             ),
         );
+        audit.connection_id = Some(connection.id);
         self.store
             .save_company_mapping(connection.id, company, organization.id, &audit)
             .await
@@ -549,7 +641,7 @@ impl AdminBackend for AdminService {
                 .errors
                 .insert("name".into(), "A name has at most 100 characters.".into());
         }
-        let existing = match id {
+        let (existing, mut settings) = match id {
             Some(id) => {
                 let row = self
                     .store
@@ -558,16 +650,26 @@ impl AdminBackend for AdminService {
                     .map_err(internal)?
                     .filter(|r| r.kind == spec.kind)
                     .ok_or_else(|| invalid("Unknown PSA connection."))?;
+                // Settings the form does not send (e.g. stored by `deskproof setup`) are kept.
+                let stored = match row.settings {
+                    serde_json::Value::Object(map) => map,
+                    _ => serde_json::Map::new(),
+                };
                 // Secrets that no longer open must be entered again.
-                self.connection_secrets(&row.secrets_sealed)
-                    .unwrap_or_default()
+                let secrets = self
+                    .connection_secrets(&row.secrets_sealed)
+                    .unwrap_or_default();
+                (secrets, stored)
             }
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), serde_json::Map::new()),
         };
-        let mut settings = serde_json::Map::new();
         let mut secrets = existing.clone();
         let mut replaced = Vec::new();
         for f in spec.fields {
+            if !f.secret && !fields.contains_key(f.name) && settings.contains_key(f.name) {
+                continue; // Not in this form: the stored value stays.
+            }
+            settings.remove(f.name);
             let value = field(fields, f.name);
             if f.secret {
                 if !value.is_empty() {
@@ -590,7 +692,17 @@ impl AdminBackend for AdminService {
                 }
                 continue;
             }
-            if f.name.ends_with("url") {
+            if f.name == "pod_origins" {
+                match parse_pod_origins(value) {
+                    Ok(origins) => {
+                        settings.insert(f.name.to_owned(), origins.into());
+                    }
+                    Err(e) => {
+                        reply.errors.insert(f.name.into(), e);
+                    }
+                }
+                continue;
+            } else if f.name.ends_with("url") {
                 let ok = url::Url::parse(value)
                     .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
                 if !ok {
@@ -662,7 +774,8 @@ impl AdminBackend for AdminService {
         } else {
             "PSA connection created"
         };
-        let audit = Self::change(&admin, action, None, detail);
+        let mut audit = Self::change(&admin, action, None, detail);
+        audit.connection_id = id;
         let conn = NewPsaConnection {
             kind: spec.kind.to_owned(),
             name: name.to_owned(),
@@ -783,7 +896,7 @@ impl AdminBackend for AdminService {
                             url: pod_url.clone(),
                             kind: "Pod".into(),
                             origin: Some(origin),
-                            pod_height: Some(320),
+                            pod_height: Some(POD_HEIGHT),
                             disabled_flag: Some(false),
                         };
                         match client.register_hosted_setup(&setup).await {
@@ -797,7 +910,8 @@ impl AdminBackend for AdminService {
                 }
             }
         }
-        let audit = Self::change(&admin, "ConnectWise connected", None, lines.join("; "));
+        let mut audit = Self::change(&admin, "ConnectWise connected", None, lines.join("; "));
+        audit.connection_id = Some(id);
         self.store.append_audit(&audit).await.map_err(internal)?;
         Ok(TestReply {
             ok: true,
@@ -998,7 +1112,10 @@ impl AdminBackend for AdminService {
     ) -> BackendResult<FormReply> {
         let admin = self.require_admin(session).await?;
         if admin.id == id && disabled {
-            return Err(invalid("You cannot disable your own account."));
+            return Ok(FormReply::field(
+                "disabled",
+                "You cannot disable your own account.",
+            ));
         }
         let user = self
             .store
@@ -1060,19 +1177,34 @@ impl AdminBackend for AdminService {
         )))
     }
 
-    async fn audit(&self, session: &Session, query: &AuditQuery) -> BackendResult<Vec<AuditRow>> {
+    async fn audit(&self, session: &Session, query: &AuditQuery) -> BackendResult<AuditListing> {
         self.require_admin(session).await?;
-        Ok(self
-            .audit_records(query)
-            .await?
+        let filter = self.audit_filter(query)?;
+        let rows: Vec<AuditRow> = self
+            .store
+            .search_audit(&filter)
+            .await
+            .map_err(internal)?
             .into_iter()
             .map(audit_row)
-            .collect())
+            .collect();
+        // Counted only when the page is full: otherwise the rows are all there is.
+        let total = if (rows.len() as i64) < filter.limit {
+            rows.len() as i64
+        } else {
+            self.store.count_audit(&filter).await.map_err(internal)?
+        };
+        Ok(AuditListing {
+            rows,
+            total,
+            limit: filter.limit,
+        })
     }
 
     async fn ticket_timeline(
         &self,
         session: &Session,
+        connection_id: Option<i64>,
         ticket: &str,
     ) -> BackendResult<Vec<AuditRow>> {
         self.require_admin(session).await?;
@@ -1081,6 +1213,10 @@ impl AdminBackend for AdminService {
             return Err(invalid("Which ticket?"));
         }
         let filter = AuditFilter {
+            connection: Some(match connection_id {
+                Some(id) => ConnectionFilter::Is(id),
+                None => ConnectionFilter::Unrecorded,
+            }),
             ticket: Some(ticket.to_owned()),
             oldest_first: true,
             limit: AUDIT_LIMIT,
@@ -1108,6 +1244,8 @@ mod tests {
             actor: "Ann \"the admin\" Lee".into(),
             action: "organization renamed".into(),
             organization: Some("Contoso, Ltd".into()),
+            connection_id: None,
+            connection: None,
             ticket: None,
             contact: None,
             duo_user: None,
@@ -1119,7 +1257,7 @@ mod tests {
 
     #[test]
     fn csv_quotes_commas_quotes_and_line_breaks() {
-        let bytes = audit_csv(&[row("line one\nline two")]).expect("csv");
+        let bytes = audit_csv(&[row("line one\nline two")], true).expect("csv");
         let text = String::from_utf8(bytes).expect("utf-8");
         assert!(
             text.starts_with("id,at,actor,action,organization,"),
@@ -1133,6 +1271,35 @@ mod tests {
         assert_eq!(records[0].get(2), Some("Ann \"the admin\" Lee"));
         assert_eq!(records[0].get(10), Some("line one\nline two"));
         assert_eq!(records[0].get(5), Some(""));
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_as_formulas_are_made_text() {
+        let mut r = row("=1+1");
+        r.contact = Some("=HYPERLINK(\"https://evil.example\",\"x\") Doe".into());
+        r.actor = "+cmd".into();
+        r.duo_user = Some("-2".into());
+        r.txid = Some("@SUM(A1)".into());
+        r.outcome = Some("\tapproved".into());
+        r.organization = Some("\rContoso".into());
+        r.ticket = Some("1234".into());
+        let bytes = audit_csv(&[r], false).expect("csv");
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(bytes.as_slice());
+        let record = reader.records().next().expect("row").expect("record");
+        assert_eq!(record.get(2), Some("'+cmd"));
+        assert_eq!(record.get(4), Some("'\rContoso"));
+        assert_eq!(record.get(5), Some("1234"));
+        assert_eq!(
+            record.get(6),
+            Some("'=HYPERLINK(\"https://evil.example\",\"x\") Doe")
+        );
+        assert_eq!(record.get(7), Some("'-2"));
+        assert_eq!(record.get(8), Some("'\tapproved"));
+        assert_eq!(record.get(9), Some("'@SUM(A1)"));
+        assert_eq!(record.get(10), Some("'=1+1"));
+        assert_eq!(spreadsheet_text("Alex = Example"), "Alex = Example");
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl Backend for AppBackend {
     async fn attempts(&self, session: &Session, token: &str) -> BackendResult<Vec<AttemptRow>> {
         self.require_user(session).await?;
         let case = self.flow.open_link(token).await.map_err(flow_error)?;
-        self.flow.attempt_rows(case.id).await.map_err(flow_error)
+        self.flow.attempt_rows(&case).await.map_err(flow_error)
     }
 
     async fn send_push(&self, session: &Session, token: &str) -> BackendResult<AttemptRow> {

@@ -318,15 +318,8 @@ impl SetupFile {
             url::Url::parse(&c.base_url)
                 .with_context(|| format!("connectwise {:?}: base_url", c.name))?;
             for origin in &c.pod_origins {
-                let url = url::Url::parse(origin)
-                    .with_context(|| format!("connectwise {:?}: pod_origins", c.name))?;
-                if !matches!(url.scheme(), "http" | "https")
-                    || url.origin().ascii_serialization() != origin.trim_end_matches('/')
-                {
-                    bail!(
-                        "connectwise {:?}: pod origin {origin:?} must be scheme://host[:port] only",
-                        c.name
-                    );
+                if let Err(e) = crate::verify::pod::parse_pod_origin(origin) {
+                    bail!("connectwise {:?}: pod origin {e}", c.name);
                 }
             }
             for m in &c.companies {

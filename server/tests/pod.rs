@@ -392,3 +392,235 @@ async fn a_connection_without_pod_origins_has_no_pod() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(app.world.duo.pushes().is_empty());
 }
+
+/// Sets the organization's own policy.
+async fn org_policy(app: &FlowApp, settings: PolicySettings) {
+    app.store
+        .save_policy_settings(Some(app.world.organization_id), &settings)
+        .await
+        .expect("policy");
+}
+
+/// Polls `pod_status` until the newest attempt has an outcome; returns the view.
+async fn wait_for_pod_outcome(app: &FlowApp, token: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, view) = pod_call(app, "pod_status", &[("pod_token", token)]).await;
+        assert_eq!(status, 200, "{view}");
+        let state = view["page"]["attempts"][0]["state"].as_str().unwrap_or("");
+        if !matches!(state, "" | "matching" | "pushed") {
+            return view;
+        }
+        assert!(std::time::Instant::now() < deadline, "no outcome: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The caller code a push carries in its details.
+fn code_of(push: &deskproof::sim::duo::PushView) -> String {
+    push.pushinfo_pairs
+        .iter()
+        .find(|(k, _)| k == deskproof::verify::flow::CALLER_CODE_LABEL)
+        .map(|(_, v)| v.clone())
+        .expect("the push carries a caller code")
+}
+
+#[tokio::test]
+async fn after_a_denied_push_the_pod_sends_another_when_the_deny_cooldown_is_zero() {
+    // Arrange
+    let app = spawn_flow().await;
+    org_policy(
+        &app,
+        PolicySettings {
+            deny_cooldown_minutes: Some(0),
+            ..Default::default()
+        },
+    )
+    .await;
+    let ticket = app
+        .new_ticket(app.world.contacts.megan, "Deny, then retry")
+        .await;
+    let (token, _) = opened(&app, ticket).await;
+    let (status, first) = pod_call(&app, "pod_verify", &[("pod_token", &token)]).await;
+    assert_eq!(status, 200, "{first}");
+    app.world
+        .duo
+        .wait_for_push("megan.bowen", Duration::from_secs(5))
+        .await
+        .expect("the first push");
+    app.world.duo.deny_latest("megan.bowen").expect("pending");
+    let denied = wait_for_pod_outcome(&app, &token).await;
+    assert_eq!(denied["page"]["attempts"][0]["state"], "denied", "{denied}");
+
+    // Act
+    let (status, second) = pod_call(&app, "pod_verify", &[("pod_token", &token)]).await;
+
+    // Assert
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["state"], "pushed", "{second}");
+    assert_ne!(second["id"], first["id"]);
+    app.world
+        .duo
+        .wait_for_push("megan.bowen", Duration::from_secs(5))
+        .await
+        .expect("a second push reached the phone");
+    let to_megan = app
+        .world
+        .duo
+        .pushes()
+        .into_iter()
+        .filter(|p| p.username == "megan.bowen")
+        .count();
+    assert_eq!(to_megan, 2);
+}
+
+#[tokio::test]
+async fn pod_mode_on_a_connection_without_pod_origins_writes_the_link_note() {
+    // Arrange: pod mode on, but the connection's pod has no ConnectWise address, so it
+    // could never open.
+    let app = spawn_flow().await;
+    org_policy(
+        &app,
+        PolicySettings {
+            pod_enabled: Some(true),
+            ..Default::default()
+        },
+    )
+    .await;
+    let row = app
+        .store
+        .psa_connection(app.world.connection_id)
+        .await
+        .expect("read")
+        .expect("connection");
+    let mut settings = row.settings.clone();
+    settings
+        .as_object_mut()
+        .expect("settings object")
+        .remove("pod_origins");
+    app.store
+        .save_psa_connection(
+            Some(row.id),
+            &NewPsaConnection {
+                kind: row.kind.clone(),
+                name: row.name.clone(),
+                settings,
+                secrets_sealed: row.secrets_sealed.clone(),
+            },
+            &Default::default(),
+        )
+        .await
+        .expect("connection saved");
+
+    // Act
+    let ticket = app.new_ticket(app.world.contacts.alex, "No pod here").await;
+
+    // Assert
+    let notes = app.wait_for_note(ticket, "/verify/").await;
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert!(!notes[0].text.contains("deskproof pod"), "{:?}", notes[0]);
+}
+
+#[tokio::test]
+async fn the_pod_shows_the_code_to_read_back_and_then_until_when_the_approval_counts() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Read back").await;
+    let (token, _) = opened(&app, ticket).await;
+
+    // Act
+    let (_, attempt) = pod_call(&app, "pod_verify", &[("pod_token", &token)]).await;
+    let push = app
+        .world
+        .duo
+        .wait_for_push("alex.example", Duration::from_secs(5))
+        .await
+        .expect("push");
+    let (_, waiting) = pod_call(&app, "pod_status", &[("pod_token", &token)]).await;
+    app.world
+        .duo
+        .approve_latest("alex.example")
+        .expect("pending");
+    let approved = wait_for_pod_outcome(&app, &token).await;
+    let (status, again) = pod_call(&app, "pod_verify", &[("pod_token", &token)]).await;
+
+    // Assert: the code of the push, on the attempt as the pod gets it and while it waits.
+    let code = code_of(&push);
+    assert_eq!(attempt["caller_code"], code.as_str(), "{attempt}");
+    assert_eq!(
+        waiting["page"]["attempts"][0]["state"], "pushed",
+        "{waiting}"
+    );
+    assert_eq!(
+        waiting["page"]["attempts"][0]["caller_code"],
+        code.as_str(),
+        "{waiting}"
+    );
+    assert!(waiting["page"]["verified_until"].is_null(), "{waiting}");
+    // Approved: no code any more, and until when the approval counts.
+    let newest = &approved["page"]["attempts"][0];
+    assert_eq!(newest["state"], "approved", "{approved}");
+    assert!(newest["caller_code"].is_null(), "{approved}");
+    let until = approved["page"]["verified_until"]
+        .as_str()
+        .expect("verified until");
+    assert!(until.ends_with(" UTC"), "{until}");
+    assert_eq!(newest["verified_until"], until, "{approved}");
+    // What the pod no longer offers, the server refuses too.
+    assert_ne!(status, 200, "{again}");
+    assert!(text(&again).contains("counts until"), "{again}");
+}
+
+#[tokio::test]
+async fn the_ticket_screen_frames_the_pod_at_the_height_registered_for_it() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Height").await;
+    let screen = || async {
+        reqwest::get(app.world.cw.screen_url(ticket))
+            .await
+            .expect("screen")
+            .text()
+            .await
+            .expect("html")
+    };
+
+    // Act
+    let unregistered = screen().await;
+    let client = deskproof::psa::connectwise::ConnectWiseClient::new(app.world.cw.client_config())
+        .expect("client");
+    client
+        .register_hosted_setup(&deskproof::psa::connectwise::model::HostedSetup {
+            id: None,
+            screen_id: 25,
+            description: "deskproof".into(),
+            url: format!(
+                "{}/pod/connectwise/{}?id=[cw_id]",
+                app.url, app.world.connection_id
+            ),
+            kind: "Pod".into(),
+            origin: None,
+            pod_height: Some(260),
+            disabled_flag: None,
+        })
+        .await
+        .expect("registered");
+    let registered = screen().await;
+
+    // Assert: deskproof's own height when nothing is registered, else the registered one.
+    let frame = |html: &str| {
+        html.lines()
+            .find(|l| l.contains("<iframe id=\"pod\""))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert_eq!(deskproof::psa::connectwise::model::POD_HEIGHT, 320);
+    assert!(
+        frame(&unregistered).contains("style=\"height:320px\""),
+        "{unregistered}"
+    );
+    assert!(
+        frame(&registered).contains("style=\"height:260px\""),
+        "{registered}"
+    );
+}

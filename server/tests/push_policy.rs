@@ -378,6 +378,47 @@ async fn the_push_carries_the_code_the_page_shows_for_the_caller_to_read_back() 
 }
 
 #[tokio::test]
+async fn the_code_and_the_approval_reach_the_verification_page_without_a_reload() {
+    // Arrange: the page was loaded before any push.
+    let app = spawn_flow().await;
+    let (_, token) = ticket_for(&app, app.world.contacts.alex, "Without reload").await;
+    let (_, before) = app.call("verification", &token).await;
+
+    // Act: what the page's button and its once-a-second refresh get.
+    let sent = app.send_push(&token).await;
+    let push = app
+        .world
+        .duo
+        .wait_for_push("alex.example", Duration::from_secs(5))
+        .await
+        .expect("push");
+    let waiting = app.attempts(&token).await;
+    app.world
+        .duo
+        .approve_latest("alex.example")
+        .expect("pending");
+    app.wait_for_outcome(&token).await;
+    let answered = app.attempts(&token).await;
+
+    // Assert
+    let code = push
+        .pushinfo_pairs
+        .iter()
+        .find(|(k, _)| k == deskproof::verify::flow::CALLER_CODE_LABEL)
+        .map(|(_, v)| v.clone())
+        .expect("a code in the push");
+    assert!(before["caller_code"].is_null(), "{before}");
+    assert_eq!(sent["caller_code"], code.as_str(), "{sent}");
+    assert_eq!(waiting[0]["caller_code"], code.as_str(), "{waiting:?}");
+    assert_eq!(answered[0]["state"], "approved", "{answered:?}");
+    assert!(answered[0]["caller_code"].is_null(), "{answered:?}");
+    let until = answered[0]["verified_until"]
+        .as_str()
+        .expect("verified until");
+    assert!(until.ends_with(" UTC"), "{until}");
+}
+
+#[tokio::test]
 async fn a_technician_without_a_local_account_is_limited_by_name() {
     // Arrange: three tickets, and claims made as a PSA member with no deskproof account.
     let app = spawn_flow().await;

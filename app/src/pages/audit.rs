@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::admin::{admin_settings, audit_log, ticket_timeline, AuditQuery, AuditRow};
+use crate::admin::{admin_settings, audit_log, ticket_timeline, AuditListing, AuditQuery};
 use crate::api::error_text;
 use crate::model::Role;
 use crate::pages::layout::SignedIn;
@@ -49,6 +49,7 @@ fn AuditLog() -> impl IntoView {
         let get = |k: &str| q.get(k).unwrap_or_default();
         AuditQuery {
             organization: get("organization"),
+            connection: get("connection"),
             ticket: get("ticket"),
             technician: get("technician"),
             outcome: get("outcome"),
@@ -88,6 +89,10 @@ fn AuditLog() -> impl IntoView {
             </select>
             <label for="f-ticket">"Ticket"</label>
             <input id="f-ticket" name="ticket" value=move || filters().ticket />
+            // Kept from a timeline's link, so the filters stay on that connection's ticket.
+            <Show when=move || !filters().connection.is_empty()>
+                <input type="hidden" name="connection" value=move || filters().connection />
+            </Show>
             <label for="f-technician">"Technician or admin"</label>
             <input id="f-technician" name="technician" value=move || filters().technician />
             <label for="f-outcome">"Outcome"</label>
@@ -124,7 +129,7 @@ fn AuditLog() -> impl IntoView {
             {move || {
                 rows.get()
                     .map(|r| match r {
-                        Ok(rows) => view! { <AuditTable rows /> }.into_any(),
+                        Ok(listing) => view! { <AuditTable listing /> }.into_any(),
                         Err(e) => view! { <p class="error">{error_text(&e)}</p> }.into_any(),
                     })
             }}
@@ -133,11 +138,25 @@ fn AuditLog() -> impl IntoView {
 }
 
 #[component]
-fn AuditTable(rows: Vec<AuditRow>) -> impl IntoView {
-    if rows.is_empty() {
+fn AuditTable(listing: AuditListing) -> impl IntoView {
+    if listing.rows.is_empty() {
         return view! { <p class="muted" data-testid="audit-empty">"No entries."</p> }.into_any();
     }
+    let truncated = listing.truncated().then(|| {
+        view! {
+            <p class="notice" data-testid="audit-truncated">
+                {format!(
+                    "Showing the newest {} of {} entries; narrow the filters to see older ones. \
+                     Export CSV has every matching entry.",
+                    listing.rows.len(),
+                    listing.total,
+                )}
+            </p>
+        }
+    });
+    let rows = listing.rows;
     view! {
+        {truncated}
         <table data-testid="audit-table" class="audit">
             <thead>
                 <tr>
@@ -158,6 +177,7 @@ fn AuditTable(rows: Vec<AuditRow>) -> impl IntoView {
                     .into_iter()
                     .map(|r| {
                         let ticket = r.ticket.clone();
+                        let timeline = r.timeline_path();
                         view! {
                             <tr data-testid="audit-row">
                                 <td>{r.at.replace('T', " ").replace('Z', "")}</td>
@@ -166,11 +186,13 @@ fn AuditTable(rows: Vec<AuditRow>) -> impl IntoView {
                                 <td>{r.organization.unwrap_or_default()}</td>
                                 <td>
                                     {ticket
-                                        .map(|t| {
-                                            view! {
-                                                <a href=format!("/audit/ticket/{t}")>{t.clone()}</a>
-                                            }
+                                        .zip(timeline)
+                                        .map(|(t, path)| {
+                                            view! { <a href=path data-testid="ticket-link">{t}</a> }
                                         })}
+                                    {r
+                                        .connection
+                                        .map(|c| view! { <br /><span class="muted">{c}</span> })}
                                 </td>
                                 <td>{r.contact.unwrap_or_default()}</td>
                                 <td>{r.duo_user.unwrap_or_default()}</td>
@@ -191,7 +213,9 @@ fn AuditTable(rows: Vec<AuditRow>) -> impl IntoView {
         .into_any()
 }
 
-/// `/audit/ticket/:ticket`: everything that happened to one ticket, oldest first.
+/// `/audit/ticket/:connection/:ticket`: everything that happened to one ticket of one PSA
+/// connection, oldest first; `/audit/ticket/:ticket`: the entries about that ticket number
+/// recorded before deskproof noted the connection.
 #[component]
 pub fn TicketTimelinePage() -> impl IntoView {
     admin_only(|| view! { <TicketTimeline /> })
@@ -201,14 +225,46 @@ pub fn TicketTimelinePage() -> impl IntoView {
 fn TicketTimeline() -> impl IntoView {
     let params = use_params_map();
     let ticket = move || params.read().get("ticket").unwrap_or_default();
-    let rows = Resource::new(ticket, ticket_timeline);
+    let connection = move || params.read().get("connection").unwrap_or_default();
+    let rows = Resource::new(
+        move || (connection(), ticket()),
+        |(connection, ticket)| ticket_timeline(connection, ticket),
+    );
+    let export = move || {
+        AuditQuery {
+            connection: Some(connection())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "none".into()),
+            ticket: ticket(),
+            ..Default::default()
+        }
+        .to_query_string()
+    };
+    let connection_name = move || {
+        rows.get()
+            .and_then(|r| r.ok())
+            .and_then(|rows| rows.into_iter().find_map(|r| r.connection))
+    };
     view! {
         <h1>"Ticket #" {ticket} " timeline"</h1>
+        <Transition fallback=|| ()>
+            <p class="muted" data-testid="timeline-connection">
+                {move || match (connection().is_empty(), connection_name()) {
+                    (true, _) => {
+                        "Entries recorded before deskproof noted the PSA connection: they may \
+                         come from any connection with this ticket number."
+                            .to_owned()
+                    }
+                    (false, Some(name)) => format!("PSA connection: {name}"),
+                    (false, None) => format!("PSA connection {}", connection()),
+                }}
+            </p>
+        </Transition>
         <p>
             <a href="/audit">"← Audit log"</a>
             " · "
             <a
-                href=move || format!("/audit/export.csv?ticket={}", ticket())
+                href=move || format!("/audit/export.csv?{}", export())
                 rel="external"
                 download="deskproof-ticket.csv"
             >
@@ -219,6 +275,10 @@ fn TicketTimeline() -> impl IntoView {
             {move || {
                 rows.get()
                     .map(|r| match r {
+                        Ok(rows) if rows.is_empty() => {
+                            view! { <p class="muted" data-testid="timeline-empty">"No entries."</p> }
+                                .into_any()
+                        }
                         Ok(rows) => {
                             view! {
                                 <ol class="timeline" data-testid="timeline">

@@ -69,7 +69,8 @@ fn Pod(frame: PodFrame) -> impl IntoView {
     let stage = RwSignal::new(if frame.origins.is_empty() {
         Stage::Failed(
             "No ConnectWise address is set up for this connection, so the pod cannot talk to \
-             ConnectWise. An administrator adds it as pod_origins in deskproof's setup file."
+             ConnectWise. An administrator adds it under Settings → PSA connections \
+             (ConnectWise addresses) or as pod_origins in deskproof's setup file."
                 .into(),
         )
     } else {
@@ -166,18 +167,35 @@ fn PodTicket(current: RwSignal<Option<PodView>>, token: RwSignal<Option<String>>
         });
     });
 
+    // While an approval counts, a push would be refused: the pod says until when instead.
+    let verified_until = move || {
+        current.with(|v| {
+            v.as_ref().and_then(|v| {
+                v.page.verified_until.clone().or_else(|| {
+                    v.page
+                        .attempts
+                        .first()
+                        .and_then(|a| a.verified_until.clone())
+                })
+            })
+        })
+    };
     let can_push = move || {
         current.with(|v| {
             v.as_ref()
                 .is_some_and(|v| !v.reading && v.page.problem.is_none())
-        })
+        }) && verified_until().is_none()
     };
     let busy = move || verify.pending().get() || waiting();
     let label = move || match latest() {
         None => "Verify",
-        Some(a) if a.state == "approved" => "Verify again",
         Some(a) if a.is_open() => "Verifying…",
         Some(_) => "Try again",
+    };
+    let caller_code = move || {
+        latest()
+            .filter(AttemptRow::is_open)
+            .and_then(|a| a.caller_code)
     };
     let field = move |f: fn(&PodView) -> String| {
         move || current.with(|v| v.as_ref().map(f).unwrap_or_default())
@@ -232,6 +250,28 @@ fn PodTicket(current: RwSignal<Option<PodView>>, token: RwSignal<Option<String>>
                     }
                 })
         }}
+        {move || {
+            caller_code()
+                .map(|code| {
+                    view! {
+                        <p class="pod-code">
+                            "Code to read back: "
+                            <strong data-testid="pod-caller-code">{code}</strong>
+                            <span class="muted">" — ask the caller to read it from the push."</span>
+                        </p>
+                    }
+                })
+        }}
+        {move || {
+            verified_until()
+                .map(|until| {
+                    view! {
+                        <p class="pod-verified" data-testid="pod-verified-until">
+                            "Verified until " {until}
+                        </p>
+                    }
+                })
+        }}
         <Show when=move || current.with(|v| v.as_ref().is_some_and(|v| v.page.attempts.len() > 1))>
             <ul class="pod-history" data-testid="pod-history">
                 <For
@@ -243,11 +283,12 @@ fn PodTicket(current: RwSignal<Option<PodView>>, token: RwSignal<Option<String>>
                     }
                     key=|a| (a.id, a.state.clone())
                     children=|a| {
+                        let when = a.created_at.replace('T', " ").replace('Z', " UTC");
+                        // The time of day is enough beside the ticket; the title has the date.
+                        let time = when.split(' ').nth(1).unwrap_or_default().to_owned();
                         view! {
-                            <li>
-                                <span class="muted">
-                                    {a.created_at.replace('T', " ").replace('Z', "")}
-                                </span>
+                            <li title=when>
+                                <span class="muted">{time}</span>
                                 " "
                                 {a.headline()}
                                 " · "

@@ -7,7 +7,7 @@ use crate::admin::{
     admin_settings, psa_kind, AddUser, ConnectPsa, ConnectionView, DuoChildrenReply, DuoView,
     FormReply, ListDuoChildren, ResetPassword, SaveConnection, SaveDuo, SaveMapping,
     SaveOrganization, SavePolicy, SetUserDisabled, SettingsView, TestConnection, TestDuo,
-    TestReply, CALLER_CODE_CHOICES, DUO_DIRECTORY_CHOICES, POLICY_FIELDS, PSA_KINDS,
+    TestReply, UserView, CALLER_CODE_CHOICES, DUO_DIRECTORY_CHOICES, POLICY_FIELDS, PSA_KINDS,
 };
 use crate::api::error_text;
 use crate::model::Role;
@@ -970,6 +970,89 @@ fn ConnectionForm(
     }
 }
 
+/// One account in the users table, with its own Disable and Reset actions: a problem with
+/// either is shown in this row, next to its button or field.
+#[component]
+fn UserRow(
+    user: UserView,
+    edits: RwSignal<usize>,
+    done: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let toggle = ServerAction::<SetUserDisabled>::new();
+    let reset = ServerAction::<ResetPassword>::new();
+    let toggle_reply = reply_signal!(toggle);
+    let reset_reply = reply_signal!(reset);
+    let reset_form = reset_after_save(reset_reply);
+    for reply in [toggle_reply, reset_reply] {
+        Effect::new(move |_| {
+            if let Some(r) = reply.get().filter(FormReply::ok) {
+                done.set(r.message);
+                edits.update(|n| *n += 1);
+            }
+        });
+    }
+    // A failed call (e.g. an unknown account) shows in the row, like a field problem.
+    let problem = move |reply: Signal<Option<FormReply>>, field: &'static str| {
+        move || {
+            reply.get().and_then(|r| {
+                r.errors
+                    .get(field)
+                    .or_else(|| r.errors.get("_form"))
+                    .cloned()
+            })
+        }
+    };
+    let toggle_problem = problem(toggle_reply, "disabled");
+    let reset_problem = problem(reset_reply, "password");
+    let id = user.id;
+    let disabled = user.disabled;
+    let row_id = format!("user-{}", user.username);
+    let aria = format!("New password for {}", user.username);
+    view! {
+        <tr data-testid=row_id>
+            <td>{user.username.clone()}</td>
+            <td>{user.display_name.clone()}</td>
+            <td>{user.role.clone()}</td>
+            <td>{if disabled { "disabled" } else { "active" }}</td>
+            <td>
+                <button
+                    type="button"
+                    class="secondary"
+                    data-testid="toggle-user"
+                    disabled=move || toggle.pending().get()
+                    on:click=move |_| {
+                        toggle.dispatch(SetUserDisabled { id, disabled: !disabled });
+                    }
+                >
+                    {if disabled { "Enable" } else { "Disable" }}
+                </button>
+                {move || {
+                    toggle_problem()
+                        .map(|m| view! { <p class="field-error" data-testid="error-disabled">{m}</p> })
+                }}
+            </td>
+            <td>
+                <ActionForm action=reset node_ref=reset_form attr:class="inline">
+                    <input type="hidden" name="id" value=id.to_string() />
+                    <input
+                        name="password"
+                        type="password"
+                        autocomplete="new-password"
+                        aria-label=aria
+                    />
+                    <button type="submit" class="secondary" data-testid="reset-password">
+                        "Reset"
+                    </button>
+                </ActionForm>
+                {move || {
+                    reset_problem()
+                        .map(|m| view! { <p class="field-error" data-testid="error-password">{m}</p> })
+                }}
+            </td>
+        </tr>
+    }
+}
+
 /// `/settings/users`: technicians and admins.
 #[component]
 pub fn UsersPage() -> impl IntoView {
@@ -979,20 +1062,16 @@ pub fn UsersPage() -> impl IntoView {
 #[component]
 fn Users() -> impl IntoView {
     let add = ServerAction::<AddUser>::new();
-    let toggle = ServerAction::<SetUserDisabled>::new();
-    let reset = ServerAction::<ResetPassword>::new();
-    let settings = settings_resource(move || {
-        add.version().get() + toggle.version().get() + reset.version().get()
-    });
+    // Bumped by a row after a change it saved, to load the list again.
+    let edits = RwSignal::new(0usize);
+    // What the last row change did; a row's problems stay in that row.
+    let done = RwSignal::new(None::<String>);
+    let settings = settings_resource(move || add.version().get() + edits.get());
     let add_reply = reply_signal!(add);
     let add_form = reset_after_save(add_reply);
-    let toggle_reply = reply_signal!(toggle);
-    let reset_reply = reply_signal!(reset);
     view! {
         <h1>"Users"</h1>
-        <FormStatus reply=toggle_reply />
-        <FormStatus reply=reset_reply />
-        <FieldError reply=reset_reply name="password" />
+        {move || done.get().map(|m| view! { <p class="success" data-testid="saved">{m}</p> })}
         {with_settings(
             settings,
             move |s: SettingsView| {
@@ -1012,43 +1091,7 @@ fn Users() -> impl IntoView {
                             {s
                                 .users
                                 .into_iter()
-                                .map(|u| {
-                                    let id = u.id;
-                                    let disabled = u.disabled;
-                                    let row_id = format!("user-{}", u.username);
-                                    let aria = format!("New password for {}", u.username);
-                                    view! {
-                                        <tr data-testid=row_id>
-                                            <td>{u.username.clone()}</td>
-                                            <td>{u.display_name.clone()}</td>
-                                            <td>{u.role.clone()}</td>
-                                            <td>{if disabled { "disabled" } else { "active" }}</td>
-                                            <td>
-                                                <button
-                                                    type="button"
-                                                    class="secondary"
-                                                    on:click=move |_| {
-                                                        toggle.dispatch(SetUserDisabled { id, disabled: !disabled });
-                                                    }
-                                                >
-                                                    {if disabled { "Enable" } else { "Disable" }}
-                                                </button>
-                                            </td>
-                                            <td>
-                                                <ActionForm action=reset attr:class="inline">
-                                                    <input type="hidden" name="id" value=id.to_string() />
-                                                    <input
-                                                        name="password"
-                                                        type="password"
-                                                        autocomplete="new-password"
-                                                        aria-label=aria
-                                                    />
-                                                    <button type="submit" class="secondary">"Reset"</button>
-                                                </ActionForm>
-                                            </td>
-                                        </tr>
-                                    }
-                                })
+                                .map(|u| view! { <UserRow user=u edits done /> })
                                 .collect_view()}
                         </tbody>
                     </table>

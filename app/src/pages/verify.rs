@@ -127,8 +127,24 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
         });
     });
 
-    let verified_until = page.verified_until.clone();
-    let can_push = page.problem.is_none() && verified_until.is_none();
+    // Both come with the attempts, so they change without a reload: the code once a push is
+    // sent, the approval's time once the contact approves.
+    let verified_until = move || {
+        history.with(|h| {
+            h.iter()
+                .find(|a| a.state == "approved")
+                .and_then(|a| a.verified_until.clone())
+        })
+    };
+    let caller_code = move || {
+        history.with(|h| {
+            h.first()
+                .filter(|a| a.is_open())
+                .and_then(|a| a.caller_code.clone())
+        })
+    };
+    let no_problem = page.problem.is_none();
+    let can_push = move || no_problem && verified_until().is_none();
     let form_token = StoredValue::new(token.clone());
     let busy = move || {
         send.pending().get() || history.with(|h| h.first().is_some_and(AttemptRow::is_open))
@@ -150,25 +166,28 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
                 .problem
                 .clone()
                 .map(|p| view! { <p class="notice" data-testid="problem">{p}</p> })}
-            {verified_until
-                .map(|until| {
-                    view! {
-                        <p class="status approved" data-testid="verified-until">
-                            "Verified until " {until}
-                        </p>
-                    }
-                })}
-            {page
-                .caller_code
-                .clone()
-                .map(|code| {
-                    view! {
-                        <p class="notice" data-testid="caller-code">
-                            "Ask the caller to read back the code in their push: " <strong>{code}</strong>
-                        </p>
-                    }
-                })}
-            <Show when=move || can_push && link_used.get().is_some() && !busy()>
+            {move || {
+                verified_until()
+                    .map(|until| {
+                        view! {
+                            <p class="status approved" data-testid="verified-until">
+                                "Verified until " {until}
+                            </p>
+                        }
+                    })
+            }}
+            {move || {
+                caller_code()
+                    .map(|code| {
+                        view! {
+                            <p class="notice">
+                                "Ask the caller to read back the code in their push: "
+                                <strong data-testid="caller-code">{code}</strong>
+                            </p>
+                        }
+                    })
+            }}
+            <Show when=move || can_push() && link_used.get().is_some() && !busy()>
                 <p class="notice" data-testid="link-used">
                     "This link already sent a Duo Push ("
                     {move || link_used.get().unwrap_or_default()}
@@ -176,7 +195,7 @@ fn TicketCard(page: VerificationPage, token: String) -> impl IntoView {
                 </p>
                 <FreshLink token=form_token.get_value() />
             </Show>
-            <Show when=move || can_push && (link_used.get().is_none() || busy())>
+            <Show when=move || can_push() && (link_used.get().is_none() || busy())>
                 <ActionForm action=send>
                     <input type="hidden" name="token" value=form_token.get_value() />
                     <button

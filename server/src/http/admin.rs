@@ -9,7 +9,6 @@ use tower_sessions::Session;
 use app::admin::AuditQuery;
 use app::backend::BackendError;
 
-use crate::admin::{audit_csv, audit_row};
 use crate::http::AppState;
 
 /// Whether a path is an admin page (or the CSV export under it).
@@ -73,7 +72,7 @@ fn path_query_value(path: &str) -> String {
         .collect()
 }
 
-/// `GET /audit/export.csv?organization=&ticket=&technician=&outcome=&from=&to=`
+/// `GET /audit/export.csv?organization=&connection=&ticket=&technician=&outcome=&from=&to=`
 pub async fn audit_export(
     State(state): State<AppState>,
     session: Session,
@@ -88,26 +87,22 @@ pub async fn audit_export(
     if let Err(e) = state.admin.require_admin(&session).await {
         return (status(&e), e.to_string()).into_response();
     }
-    let rows = match state.admin.audit_records(&query).await {
-        Ok(records) => records.into_iter().map(audit_row).collect::<Vec<_>>(),
+    let filter = match state.admin.audit_filter(&query) {
+        Ok(filter) => filter,
         Err(e) => return (status(&e), e.to_string()).into_response(),
     };
-    match audit_csv(&rows) {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"deskproof-audit.csv\"",
-                ),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "audit export failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
+    // Streamed a page of rows at a time: every matching entry, however many.
+    let body = Body::from_stream(state.admin.audit_csv_stream(filter));
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"deskproof-audit.csv\"",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
 }

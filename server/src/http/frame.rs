@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::storage::Store;
-use crate::verify::pod::pod_origins;
+use crate::verify::pod::connection_pod_origins;
 
 /// The connection id of a pod page path, `/pod/connectwise/{id}`.
 fn pod_connection(path: &str) -> Option<i64> {
@@ -40,8 +40,8 @@ pub async fn pod_frame_ancestors(
         return next.run(request).await;
     };
     let origins = match store.psa_connection(connection_id).await {
-        Ok(Some(c)) if c.kind == "connectwise" => pod_origins(&c.settings),
-        Ok(_) => Vec::new(),
+        Ok(Some(c)) => connection_pod_origins(&c),
+        Ok(None) => Vec::new(),
         Err(e) => {
             tracing::error!(error = %e, "pod framing: connection could not be read");
             Vec::new()

@@ -56,6 +56,11 @@ impl PsaKind {
         PsaKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
+    /// Whether the PSA can host deskproof inside its ticket screen (the ConnectWise pod).
+    pub fn has_pod(self) -> bool {
+        self == PsaKind::ConnectWise
+    }
+
     /// The product name, for people.
     pub fn product(self) -> &'static str {
         match self {

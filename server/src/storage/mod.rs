@@ -273,6 +273,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Audit entries matching every set field of `filter`, newest first, at most
     /// `filter.limit` (oldest first when `filter.oldest_first`).
     async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError>;
+    /// How many audit entries match `filter`, ignoring its limit and paging.
+    async fn count_audit(&self, filter: &AuditFilter) -> Result<i64, StorageError>;
     /// Replaces every sealed secret (Duo secret keys, MSP parents' Accounts API secret keys, PSA
     /// connection secrets) with what
     /// `reseal` returns for it, and appends `audit`, all in one transaction. When `reseal`
@@ -569,6 +571,9 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     pub organization_id: Option<i64>,
+    /// The PSA connection the ticket belongs to: ticket numbers repeat across connections.
+    /// Entries stored before it was recorded have none.
+    pub connection_id: Option<i64>,
     pub ticket: Option<String>,
     pub contact: Option<String>,
     pub duo_user: Option<String>,
@@ -591,6 +596,7 @@ pub struct CompanyMappingRow {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     pub organization_id: Option<i64>,
+    pub connection: Option<ConnectionFilter>,
     /// Exact ticket id.
     pub ticket: Option<String>,
     /// Part of the actor's name, case-insensitive.
@@ -601,8 +607,20 @@ pub struct AuditFilter {
     pub from: Option<String>,
     /// Entries before this instant (same form).
     pub until: Option<String>,
+    /// Only entries with a smaller id (newest first) or a larger one (oldest first): where
+    /// the previous page of a long listing stopped.
+    pub after_id: Option<i64>,
     pub oldest_first: bool,
     pub limit: i64,
+}
+
+/// Which PSA connection audit entries must be about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionFilter {
+    /// Entries recorded with this connection.
+    Is(i64),
+    /// Entries recorded before the connection was noted.
+    Unrecorded,
 }
 
 /// One stored audit entry with its id and its organization's name.
@@ -610,6 +628,7 @@ pub struct AuditFilter {
 pub struct AuditRecord {
     pub id: i64,
     pub organization_name: Option<String>,
+    pub connection_name: Option<String>,
     pub entry: AuditEntry,
 }
 

@@ -18,10 +18,11 @@ use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 use crate::policy::PolicySettings;
 
 use super::{
-    Attempt, AuditEntry, AuditFilter, AuditRecord, CompanyMappingRow, DuoAccountRow,
-    DuoDirectoryKeys, Job, Lane, MspChildAccess, NewAttempt, NewJob, NewNote, NewPsaConnection,
-    NewUser, NoteRow, Organization, PsaConnectionRow, PushClaim, PushGrant, PushKind, Storage,
-    StorageError, TicketCase, UserRecord, DIRECTORY_ACCOUNTS_API, DIRECTORY_ADMIN_API,
+    Attempt, AuditEntry, AuditFilter, AuditRecord, CompanyMappingRow, ConnectionFilter,
+    DuoAccountRow, DuoDirectoryKeys, Job, Lane, MspChildAccess, NewAttempt, NewJob, NewNote,
+    NewPsaConnection, NewUser, NoteRow, Organization, PsaConnectionRow, PushClaim, PushGrant,
+    PushKind, Storage, StorageError, TicketCase, UserRecord, DIRECTORY_ACCOUNTS_API,
+    DIRECTORY_ADMIN_API,
 };
 use crate::verify::ports::CallerCodeVia;
 use crate::verify::rules::{self, PushHistory};
@@ -60,15 +61,15 @@ struct Delivery {
     now: i64,
 }
 
-/// Where a queued delivery's caller waits for whether it was stored (true) or a repeat.
-type DeliveryReply = oneshot::Sender<Result<bool, StorageError>>;
+/// A delivery waiting to be stored, and where its caller waits for the answer.
+type QueuedDelivery = (Delivery, oneshot::Sender<Result<bool, StorageError>>);
 
 /// Group commit for deliveries: each caller queues its delivery and waits for the leader's
 /// turn; the leader stores everything queued so far in one transaction and answers each
 /// waiting caller. A burst of webhooks then costs one commit per batch, not per delivery.
 #[derive(Debug, Default)]
 struct DeliveryQueue {
-    queued: std::sync::Mutex<Vec<(Delivery, DeliveryReply)>>,
+    queued: std::sync::Mutex<Vec<QueuedDelivery>>,
     leader: tokio::sync::Mutex<()>,
 }
 
@@ -467,7 +468,7 @@ async fn insert_audit(
 ) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO audit_log (actor, action, organization_id, ticket, contact, duo_user, \
-         outcome, txid, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         outcome, txid, detail, connection_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&e.actor)
     .bind(&e.action)
@@ -478,6 +479,7 @@ async fn insert_audit(
     .bind(&e.outcome)
     .bind(&e.txid)
     .bind(&e.detail)
+    .bind(e.connection_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -489,6 +491,7 @@ fn audit_entry_from_row(r: &AnyRow) -> Result<AuditEntry, StorageError> {
         actor: r.try_get("actor")?,
         action: r.try_get("action")?,
         organization_id: r.try_get("organization_id")?,
+        connection_id: r.try_get("connection_id")?,
         ticket: r.try_get("ticket")?,
         contact: r.try_get("contact")?,
         duo_user: r.try_get("duo_user")?,
@@ -496,6 +499,58 @@ fn audit_entry_from_row(r: &AnyRow) -> Result<AuditEntry, StorageError> {
         txid: r.try_get("txid")?,
         detail: r.try_get("detail")?,
     })
+}
+
+/// The `WHERE` conditions of an audit search appended to `select`, with the values to bind in
+/// order. Each condition adds one `$n`; every value is bound as text so they share one type.
+/// `paged`: whether [`AuditFilter::after_id`] applies (a count ignores paging).
+fn audit_query(select: &str, f: &AuditFilter, paged: bool) -> (String, Vec<String>) {
+    let mut sql = String::from(select);
+    let mut texts: Vec<String> = Vec::new();
+    let mut condition = |sql: &mut String, clause: &str, value: String| {
+        texts.push(value);
+        sql.push_str(&format!(" AND {clause} ${}", texts.len()));
+    };
+    if let Some(org) = f.organization_id {
+        condition(
+            &mut sql,
+            "CAST(a.organization_id AS TEXT) =",
+            org.to_string(),
+        );
+    }
+    match f.connection {
+        Some(ConnectionFilter::Is(id)) => {
+            condition(&mut sql, "CAST(a.connection_id AS TEXT) =", id.to_string())
+        }
+        Some(ConnectionFilter::Unrecorded) => sql.push_str(" AND a.connection_id IS NULL"),
+        None => {}
+    }
+    if let Some(ticket) = &f.ticket {
+        condition(&mut sql, "a.ticket =", ticket.clone());
+    }
+    if let Some(actor) = &f.actor {
+        condition(
+            &mut sql,
+            "LOWER(a.actor) LIKE",
+            format!("%{}%", actor.to_lowercase()),
+        );
+    }
+    if let Some(outcome) = &f.outcome {
+        condition(&mut sql, "a.outcome =", outcome.clone());
+    }
+    if let Some(from) = &f.from {
+        condition(&mut sql, "a.at >=", from.clone());
+    }
+    if let Some(until) = &f.until {
+        condition(&mut sql, "a.at <", until.clone());
+    }
+    if let (Some(after), true) = (f.after_id, paged) {
+        // Ids are compared as numbers: a cast of the bound text keeps one bound type.
+        let op = if f.oldest_first { ">" } else { "<" };
+        condition(&mut sql, &format!("a.id {op} CAST("), after.to_string());
+        sql.push_str(" AS BIGINT)");
+    }
+    (sql, texts)
 }
 
 async fn organization_exists(
@@ -1177,7 +1232,8 @@ impl Storage for SqlStorage {
         let _writer = self.writer().await;
         sqlx::query(
             "INSERT INTO audit_log (actor, action, organization_id, ticket, contact, duo_user, \
-             outcome, txid, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             outcome, txid, detail, connection_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&e.actor)
         .bind(&e.action)
@@ -1188,6 +1244,7 @@ impl Storage for SqlStorage {
         .bind(&e.outcome)
         .bind(&e.txid)
         .bind(&e.detail)
+        .bind(e.connection_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1195,28 +1252,13 @@ impl Storage for SqlStorage {
 
     async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>, StorageError> {
         let rows = sqlx::query(
-            "SELECT at, actor, action, organization_id, ticket, contact, duo_user, outcome, txid, \
-             detail FROM audit_log ORDER BY id DESC LIMIT $1",
+            "SELECT at, actor, action, organization_id, connection_id, ticket, contact, duo_user, \
+             outcome, txid, detail FROM audit_log ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    organization_id: r.try_get("organization_id")?,
-                    ticket: r.try_get("ticket")?,
-                    contact: r.try_get("contact")?,
-                    duo_user: r.try_get("duo_user")?,
-                    outcome: r.try_get("outcome")?,
-                    txid: r.try_get("txid")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_entry_from_row).collect()
     }
 
     async fn organizations(&self) -> Result<Vec<Organization>, StorageError> {
@@ -1497,44 +1539,15 @@ impl Storage for SqlStorage {
     }
 
     async fn search_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError> {
-        // Each filter adds one `$n` condition; the values are bound in the same order.
-        let mut sql = String::from(
-            "SELECT a.id, a.at, a.actor, a.action, a.organization_id, a.ticket, a.contact, \
-             a.duo_user, a.outcome, a.txid, a.detail, o.name AS organization_name \
-             FROM audit_log a LEFT JOIN organizations o ON o.id = a.organization_id WHERE 1 = 1",
+        let (mut sql, texts) = audit_query(
+            "SELECT a.id, a.at, a.actor, a.action, a.organization_id, a.connection_id, a.ticket, \
+             a.contact, a.duo_user, a.outcome, a.txid, a.detail, o.name AS organization_name, \
+             c.name AS connection_name \
+             FROM audit_log a LEFT JOIN organizations o ON o.id = a.organization_id \
+             LEFT JOIN psa_connections c ON c.id = a.connection_id WHERE 1 = 1",
+            f,
+            true,
         );
-        let mut texts: Vec<String> = Vec::new();
-        let mut condition = |sql: &mut String, clause: &str, value: String| {
-            texts.push(value);
-            sql.push_str(&format!(" AND {clause} ${}", texts.len()));
-        };
-        if let Some(org) = f.organization_id {
-            // Compared as text so every bound value has one type.
-            condition(
-                &mut sql,
-                "CAST(a.organization_id AS TEXT) =",
-                org.to_string(),
-            );
-        }
-        if let Some(ticket) = &f.ticket {
-            condition(&mut sql, "a.ticket =", ticket.clone());
-        }
-        if let Some(actor) = &f.actor {
-            condition(
-                &mut sql,
-                "LOWER(a.actor) LIKE",
-                format!("%{}%", actor.to_lowercase()),
-            );
-        }
-        if let Some(outcome) = &f.outcome {
-            condition(&mut sql, "a.outcome =", outcome.clone());
-        }
-        if let Some(from) = &f.from {
-            condition(&mut sql, "a.at >=", from.clone());
-        }
-        if let Some(until) = &f.until {
-            condition(&mut sql, "a.at <", until.clone());
-        }
         let order = if f.oldest_first { "ASC" } else { "DESC" };
         sql.push_str(&format!(
             " ORDER BY a.id {order} LIMIT ${}",
@@ -1550,10 +1563,24 @@ impl Storage for SqlStorage {
                 Ok(AuditRecord {
                     id: r.try_get("id")?,
                     organization_name: r.try_get("organization_name")?,
+                    connection_name: r.try_get("connection_name")?,
                     entry: audit_entry_from_row(r)?,
                 })
             })
             .collect()
+    }
+
+    async fn count_audit(&self, f: &AuditFilter) -> Result<i64, StorageError> {
+        let (sql, texts) = audit_query(
+            "SELECT COUNT(*) AS n FROM audit_log a WHERE 1 = 1",
+            f,
+            false,
+        );
+        let mut query = sqlx::query(&sql);
+        for text in texts {
+            query = query.bind(text);
+        }
+        Ok(query.fetch_one(&self.pool).await?.try_get("n")?)
     }
 
     async fn reseal_secrets(

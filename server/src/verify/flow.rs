@@ -10,6 +10,7 @@ use app::model::{AttemptRow, VerificationPage};
 
 use crate::crypto::MasterKey;
 use crate::policy::Policy;
+use crate::psa::PsaKind;
 use crate::storage::{
     Attempt, AuditEntry, NewAttempt, NewJob, NewNote, PushClaim, PushGrant, PushKind, StorageError,
     Store, TicketCase,
@@ -17,6 +18,7 @@ use crate::storage::{
 use crate::verify::link::{self, LinkClaims, LinkError};
 use crate::verify::matching::{self, Candidate, ContactIdentity, MatchBy, MatchResult};
 use crate::verify::notes;
+use crate::verify::pod;
 use crate::verify::ports::{
     CallerCodeVia, Clients, Preauth, PushStatus, RemoteError, VerificationPushError,
 };
@@ -119,16 +121,25 @@ impl Flow {
     }
 
     /// Whether the ticket is verified in the ConnectWise pod rather than through a link: the
-    /// organization has pod mode on and the ticket came from ConnectWise.
+    /// organization has pod mode on and the ticket's connection has a pod that can open, i.e.
+    /// its PSA hosts pods and the ConnectWise addresses it answers are set up. Otherwise the
+    /// note carries a link, so every ticket stays verifiable.
     pub async fn pod_mode(&self, connection_id: i64, policy: &Policy) -> Result<bool, FlowError> {
         if !policy.pod_enabled {
             return Ok(false);
         }
-        Ok(self
-            .store
-            .psa_connection(connection_id)
-            .await?
-            .is_some_and(|c| c.kind == "connectwise"))
+        let Some(connection) = self.store.psa_connection(connection_id).await? else {
+            return Ok(false);
+        };
+        let has_pod = PsaKind::parse(&connection.kind).is_some_and(PsaKind::has_pod);
+        if has_pod && pod::connection_pod_origins(&connection).is_empty() {
+            tracing::warn!(
+                connection.id = connection_id,
+                "pod mode is on but the connection has no pod origins: writing a link instead"
+            );
+            return Ok(false);
+        }
+        Ok(has_pod)
     }
 
     pub fn link_for(&self, case_id: i64, organization_id: i64, policy: &Policy) -> String {
@@ -201,21 +212,13 @@ impl Flow {
                 Some(format!("This ticket cannot be verified: {problem}")),
             )
         };
-        let verified_until = match case.organization_id {
-            Some(org) => {
-                let policy = self.policy(org).await?;
-                let now = now();
-                self.verified(case.id, &policy, now)
-                    .await?
-                    .map(|(_, until)| rules::clock(until, now))
-            }
-            None => None,
-        };
+        let verified_until = self.verified_until(case).await?;
         let attempts = self.store.attempts_for_case(case.id).await?;
         let caller_code = attempts
             .first()
             .filter(|a| a.state == "pushed")
             .and_then(|a| a.caller_code.clone());
+        let attempts = rows_of(attempts, verified_until.clone());
         Ok(VerificationPage {
             ticket_id: case.ticket_id.clone(),
             summary: case.summary.clone().unwrap_or_default(),
@@ -223,7 +226,7 @@ impl Flow {
             organization,
             matched,
             problem,
-            attempts: attempts.into_iter().map(attempt_row).collect(),
+            attempts,
             verified_until,
             caller_code,
             link_used: None,
@@ -244,10 +247,25 @@ impl Flow {
         Ok((now < until).then_some((at, until)))
     }
 
-    /// The pushes asked for on a case, newest first, as pages show them.
-    pub async fn attempt_rows(&self, case_id: i64) -> Result<Vec<AttemptRow>, FlowError> {
-        let attempts = self.store.attempts_for_case(case_id).await?;
-        Ok(attempts.into_iter().map(attempt_row).collect())
+    /// Until when (as pages show it) the case's newest approval counts, while it does.
+    async fn verified_until(&self, case: &TicketCase) -> Result<Option<String>, FlowError> {
+        let Some(org) = case.organization_id else {
+            return Ok(None);
+        };
+        let policy = self.policy(org).await?;
+        let now = now();
+        Ok(self
+            .verified(case.id, &policy, now)
+            .await?
+            .map(|(_, until)| rules::clock(until, now)))
+    }
+
+    /// The pushes asked for on a case, newest first, as pages show them; the newest approval
+    /// says until when it counts, while it does.
+    pub async fn attempt_rows(&self, case: &TicketCase) -> Result<Vec<AttemptRow>, FlowError> {
+        let until = self.verified_until(case).await?;
+        let attempts = self.store.attempts_for_case(case.id).await?;
+        Ok(rows_of(attempts, until))
     }
 
     /// The Duo user the contact matches, masked, or why there is none. Reads only.
@@ -741,6 +759,7 @@ impl Flow {
                 actor: attempt.technician_name.clone(),
                 action: action.into(),
                 organization_id: case.organization_id,
+                connection_id: Some(case.connection_id),
                 ticket: Some(case.ticket_id.clone()),
                 contact: Some(contact_label(case)),
                 duo_user: attempt.duo_username.clone(),
@@ -753,9 +772,21 @@ impl Flow {
     }
 }
 
-/// An attempt as pages show it: the Duo username masked.
+/// Attempts as pages show them, newest first; `verified_until` goes on the newest approval.
+fn rows_of(attempts: Vec<Attempt>, verified_until: Option<String>) -> Vec<AttemptRow> {
+    let mut rows: Vec<AttemptRow> = attempts.into_iter().map(attempt_row).collect();
+    if let Some(approved) = rows.iter_mut().find(|r| r.state == "approved") {
+        approved.verified_until = verified_until;
+    }
+    rows
+}
+
+/// An attempt as pages show it: the Duo username masked; the caller code only while the push
+/// waits for an answer, which is when the technician asks for it.
 pub fn attempt_row(a: Attempt) -> AttemptRow {
     AttemptRow {
+        caller_code: a.caller_code.filter(|_| a.state == "pushed"),
+        verified_until: None,
         id: a.id,
         state: a.state,
         technician: a.technician_name,

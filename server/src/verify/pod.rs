@@ -19,7 +19,7 @@ use sha2::Sha256;
 
 use crate::psa::connectwise::ConnectWiseClient;
 use crate::psa::source::connectwise_config;
-use crate::psa::PsaError;
+use crate::psa::{PsaError, PsaKind};
 use crate::secret::Secret;
 use crate::storage::{Attempt, AuditEntry, PsaConnectionRow, StorageError, Store, TicketCase};
 use crate::verify::flow::{now, now_ms, Flow, FlowError};
@@ -49,7 +49,8 @@ pub enum PodError {
     UnknownConnection,
     #[error(
         "No ConnectWise address is set up for this connection's pod. An administrator adds it \
-         as pod_origins in deskproof's setup file."
+         under Settings → PSA connections (ConnectWise addresses) or as pod_origins in the \
+         setup file."
     )]
     NoOrigins,
     #[error("ConnectWise did not confirm who is signed in. Reload the ticket and try again.")]
@@ -125,6 +126,54 @@ pub fn pod_origins(settings: &serde_json::Value) -> Vec<String> {
     origins
 }
 
+/// Checks one pod origin as an admin typed it (setup file or settings page): a bare
+/// `scheme://host[:port]` with http or https, nothing after it but an optional `/`. Returns
+/// it as browsers write origins, or why not.
+pub fn parse_pod_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let bad = || {
+        format!(
+            "{text:?} is not a bare address: use scheme://host[:port] only, e.g. \
+             https://na.myconnectwise.net"
+        )
+    };
+    let url = url::Url::parse(text).map_err(|_| bad())?;
+    let origin = url.origin();
+    if !matches!(url.scheme(), "http" | "https") || !origin.is_tuple() {
+        return Err(bad());
+    }
+    let origin = origin.ascii_serialization();
+    if !origin.eq_ignore_ascii_case(text.trim_end_matches('/')) {
+        return Err(bad());
+    }
+    Ok(origin)
+}
+
+/// Pod origins as an admin lists them, separated by spaces, commas or line breaks; each is
+/// checked with [`parse_pod_origin`], duplicates dropped.
+pub fn parse_pod_origins(text: &str) -> Result<Vec<String>, String> {
+    let mut origins: Vec<String> = Vec::new();
+    for part in text.split(|c: char| c.is_whitespace() || c == ',') {
+        if part.is_empty() {
+            continue;
+        }
+        let origin = parse_pod_origin(part)?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
+}
+
+/// The origins of a stored connection's pod: empty for a connection whose PSA has no pod, or
+/// whose pod has no origin set up (such a pod cannot talk to its PSA, so it is not offered).
+pub fn connection_pod_origins(connection: &PsaConnectionRow) -> Vec<String> {
+    match PsaKind::parse(&connection.kind) {
+        Some(kind) if kind.has_pod() => pod_origins(&connection.settings),
+        _ => Vec::new(),
+    }
+}
+
 /// A ConnectWise member id as the Basic-auth user name takes it: no separators, no spaces.
 fn plausible_member_id(id: &str) -> bool {
     !id.is_empty()
@@ -163,13 +212,15 @@ impl PodGate {
         self.store()
             .psa_connection(connection_id)
             .await?
-            .filter(|c| c.kind == "connectwise")
+            .filter(|c| PsaKind::parse(&c.kind).is_some_and(PsaKind::has_pod))
             .ok_or(PodError::UnknownConnection)
     }
 
     /// The origins a connection's pod accepts messages from and may be framed by.
     pub async fn origins(&self, connection_id: i64) -> Result<Vec<String>, PodError> {
-        Ok(pod_origins(&self.connection(connection_id).await?.settings))
+        Ok(connection_pod_origins(
+            &self.connection(connection_id).await?,
+        ))
     }
 
     /// Confirms the member with ConnectWise, checks the ticket, takes it in if deskproof has
@@ -177,7 +228,7 @@ impl PodGate {
     #[tracing::instrument(skip(self, request), fields(connection.id = request.connection_id, ticket.id = %request.ticket_id))]
     pub async fn open(&self, request: &PodOpen) -> Result<(String, PodView), PodError> {
         let connection = self.connection(request.connection_id).await?;
-        if pod_origins(&connection.settings).is_empty() {
+        if connection_pod_origins(&connection).is_empty() {
             return Err(PodError::NoOrigins);
         }
         let ticket = request.ticket_id.trim();
@@ -232,6 +283,7 @@ impl PodGate {
                 actor: claims.member.clone(),
                 action: "pod opened".into(),
                 organization_id: Some(organization_id),
+                connection_id: Some(connection.id),
                 ticket: Some(case.ticket_id.clone()),
                 ..Default::default()
             })

@@ -239,6 +239,10 @@ impl CallbackEntry {
     }
 }
 
+/// The height in pixels of the pod deskproof registers (Manage Hosted API `podHeight`); the
+/// pod's layout is made to fit it.
+pub const POD_HEIGHT: i64 = 320;
+
 /// A Manage Hosted API entry (`/system/connectwisehostedsetups`): a pod or tab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

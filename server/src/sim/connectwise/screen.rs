@@ -7,6 +7,8 @@
 //! `onLoad` was acknowledged. `?member=ID` picks the signed-in member (default: the first);
 //! `?hold` keeps the screen from answering `ready` until `window.releaseHold()` is called;
 //! `window.saveTicket()` sends `beforeSave`, which the pod must acknowledge like any event.
+//! The pod's frame is as tall as the `podHeight` of the hosted setup registered for it, or the
+//! height deskproof registers when none is.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use serde_json::json;
 use super::pages::{escape, linkify};
 use super::state::format_time;
 use super::Shared;
+use crate::psa::connectwise::model::POD_HEIGHT;
 
 type AppState = Arc<Shared>;
 
@@ -103,11 +106,25 @@ async fn ticket_screen(
         .unwrap_or_else(|| "nobody".into());
     let pod = match &s.pod_url {
         Some(url) => {
+            // As tall as the hosted setup registered for this pod says, as ConnectWise frames
+            // it; without one, the height deskproof registers.
+            let height = s
+                .hosted_setups
+                .iter()
+                .filter(|h| h.get("type").and_then(|t| t.as_str()) == Some("Pod"))
+                .filter(|h| {
+                    h.get("url")
+                        .and_then(|u| u.as_str())
+                        .is_some_and(|u| u.starts_with(url.as_str()))
+                })
+                .find_map(|h| h.get("podHeight").and_then(|v| v.as_i64()))
+                .filter(|h| (50..=2000).contains(h))
+                .unwrap_or(POD_HEIGHT);
             let sep = if url.contains('?') { '&' } else { '?' };
             let src = format!("{url}{sep}id={}&screen=ticket", t.id);
             format!(
                 r#"<aside class="pods"><h2>deskproof</h2>
-<iframe id="pod" title="deskproof" src="{src_attr}"></iframe></aside>
+<iframe id="pod" title="deskproof" src="{src_attr}" style="height:{height}px"></iframe></aside>
 <script>
 (() => {{
   const POD = {pod};
@@ -165,11 +182,11 @@ async fn ticket_screen(
 body{{font-family:sans-serif;margin:0;background:#eef1f5}}
 header{{background:#1d3b5c;color:#fff;padding:.6rem 1rem}}
 main{{display:flex;gap:1rem;padding:1rem;align-items:flex-start}}
-section{{flex:1;background:#fff;padding:1rem;border-radius:4px}}
-aside.pods{{width:400px;background:#fff;padding:.5rem;border-radius:4px}}
+section{{flex:1;min-width:0;background:#fff;padding:1rem;border-radius:4px}}
+aside.pods{{flex:none;width:400px;background:#fff;padding:.5rem;border-radius:4px}}
 aside h2{{font-size:.9rem;margin:.2rem 0 .4rem;color:#1d3b5c}}
-iframe{{width:100%;height:380px;border:1px solid #ccd;border-radius:3px}}
-pre{{white-space:pre-wrap;margin:.2rem 0}} ul{{padding-left:1rem}}
+iframe{{width:100%;border:1px solid #ccd;border-radius:3px;box-sizing:border-box}}
+pre{{white-space:pre-wrap;overflow-wrap:anywhere;margin:.2rem 0}} ul{{padding-left:1rem}}
 </style></head><body>
 <header><em>ConnectWise simulator</em> · signed in as {signed_in}</header>
 <main><section><h1>Service Ticket #{id}</h1><p><strong>{summary}</strong></p>
