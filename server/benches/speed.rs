@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use app::model::Role;
 use deskproof::crypto::MasterKey;
-use deskproof::policy::PolicySettings;
 use deskproof::duo::types::PushRequest;
+use deskproof::policy::PolicySettings;
 use deskproof::psa::connectwise::ConnectWiseClient;
 use deskproof::psa::{ContactId, TicketId};
 use deskproof::sim::demo::{seed_world_in, DemoWorld};
@@ -301,7 +301,14 @@ fn token_in(text: &str) -> Option<String> {
 }
 
 async fn signed_in(url: &str) -> reqwest::Client {
+    // Server functions take requests from deskproof's own pages only, as a browser names them.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ORIGIN,
+        reqwest::header::HeaderValue::from_str(url).expect("origin"),
+    );
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .cookie_store(true)
         .build()
         .expect("client");
