@@ -58,12 +58,15 @@ struct Delivery {
     now: i64,
 }
 
+/// A queued delivery and where its caller waits for the answer (stored new, or a duplicate).
+type Queued = (Delivery, oneshot::Sender<Result<bool, StorageError>>);
+
 /// Group commit for deliveries: each caller queues its delivery and waits for the leader's
 /// turn; the leader stores everything queued so far in one transaction and answers each
 /// waiting caller. A burst of webhooks then costs one commit per batch, not per delivery.
 #[derive(Debug, Default)]
 struct DeliveryQueue {
-    queued: std::sync::Mutex<Vec<(Delivery, oneshot::Sender<Result<bool, StorageError>>)>>,
+    queued: std::sync::Mutex<Vec<Queued>>,
     leader: tokio::sync::Mutex<()>,
 }
 
@@ -680,9 +683,10 @@ impl Storage for SqlStorage {
             // An earlier leader took it and was cancelled: its transaction may or may not
             // have committed, and storing again is safe (a stored delivery is not repeated).
             Err(oneshot::error::TryRecvError::Closed) => {
-                return self.store_deliveries(std::slice::from_ref(&delivery)).await.map(
-                    |stored| stored.first().copied().unwrap_or(false),
-                );
+                return self
+                    .store_deliveries(std::slice::from_ref(&delivery))
+                    .await
+                    .map(|stored| stored.first().copied().unwrap_or(false));
             }
             Err(oneshot::error::TryRecvError::Empty) => {}
         }
@@ -690,9 +694,8 @@ impl Storage for SqlStorage {
         let mut queued = std::mem::take(&mut *lock_queue(&self.deliveries.queued));
         while !queued.is_empty() {
             let rest = queued.split_off(queued.len().min(DELIVERY_BATCH));
-            let (batch, replies): (Vec<Delivery>, Vec<_>) = std::mem::replace(&mut queued, rest)
-                .into_iter()
-                .unzip();
+            let (batch, replies): (Vec<Delivery>, Vec<_>) =
+                std::mem::replace(&mut queued, rest).into_iter().unzip();
             match self.store_deliveries(&batch).await {
                 Ok(stored) => {
                     for (reply, stored) in replies.into_iter().zip(stored) {
