@@ -18,8 +18,11 @@ demo: build
 PG_TESTS := --test storage --test flow --test directory --test replicas --test push_policy --test pod --test sweep \
 	--test verification_push --test duo_msp
 
+# The fuzz crate is not in the workspace; checking it (seconds once built) keeps the libFuzzer
+# targets compiling, while the short run in the tests exercises their bodies.
 test: build e2e-deps
 	$(CARGO) test --workspace
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins
 	.ci/with-postgres $(CARGO) test --workspace $(PG_TESTS)
 	cd end2end && DESKPROOF_BIN=../target/debug/deskproof DESKPROOF_SITE_ROOT=../$(SITE) node --test --test-concurrency=1 tests/
 

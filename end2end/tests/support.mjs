@@ -13,6 +13,9 @@ export const screenshots = path.join(root, 'end2end', 'screenshots');
 export const DEMO_TECH = { username: 'tech', password: 'demo-tech-password' };
 export const DEMO_ADMIN = { username: 'admin', password: 'demo-admin-password' };
 
+/** How to stop each demo started in this file, so a failing browser close still stops them. */
+const demos = [];
+
 /** Starts `deskproof demo`; resolves with the URLs it printed and a `stop` function. */
 export async function startDemo() {
   const dir = mkdtempSync(path.join(tmpdir(), 'deskproof-e2e-'));
@@ -55,15 +58,28 @@ export async function startDemo() {
       reject(new Error(`demo exited with ${code}:\n${output}`));
     });
   });
-  return {
-    urls,
-    output: () => output,
-    stop: () => new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once('exit', resolve);
-      child.kill('SIGTERM');
-    }),
-  };
+  const stop = () => new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  });
+  demos.push(stop);
+  return { urls, output: () => output, stop };
+}
+
+/**
+ * Content Security Policy violations Chromium reported on any page, as `url: message`. Closing
+ * the browser fails when there are any, so every browser test also checks that deskproof's
+ * pages run under their policy (hydration included).
+ */
+export const cspViolations = [];
+
+function watchForCsp(page) {
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && /Content Security Policy/i.test(msg.text())) {
+      cspViolations.push(`${page.url()}: ${msg.text()}`);
+    }
+  });
 }
 
 /** Starts Chromium; every `newPage` call on the result gets a fresh profile (no cookies). */
@@ -79,9 +95,17 @@ export async function launchBrowser() {
   return {
     newPage: async () => {
       const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-      return context.newPage();
+      const page = await context.newPage();
+      watchForCsp(page);
+      return page;
     },
-    close: () => browser.close(),
+    close: async () => {
+      await browser.close();
+      if (cspViolations.length) {
+        await Promise.all(demos.map((stop) => stop()));
+        throw new Error(`Content Security Policy violations:\n${cspViolations.join('\n')}`);
+      }
+    },
   };
 }
 

@@ -1,15 +1,43 @@
-//! Verification link tokens on arbitrary text: only a token signed with the key verifies.
+//! Verification link tokens on arbitrary text: only a token signed with the key verifies, and
+//! whatever the signed part says, reading it never panics.
 //! Shared by the libFuzzer target and the short run in the test suite.
-use deskproof::verify::link::{sign, verify};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
+use deskproof::verify::link::{sign, verify, LinkError};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
-const KEY: [u8; 32] = [7; 32];
+/// The key every seed of this target is signed with.
+pub const KEY: [u8; 32] = [7; 32];
+
+/// `payload` signed the way deskproof signs links, so the reader behind the signature check
+/// sees every input (a mutated token almost never carries a valid signature).
+pub fn signed_payload(payload: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&KEY).unwrap_or_else(|_| unreachable!());
+    mac.update(b"deskproof-link-v1\0");
+    mac.update(payload.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    format!("{}.{}", B64URL.encode(payload), B64URL.encode(tag))
+}
 
 pub fn run(data: &[u8]) {
-    let Ok(token) = std::str::from_utf8(data) else {
+    let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(claims) = verify(&KEY, token, 0) {
+    // As a whole token.
+    if let Ok(claims) = verify(&KEY, text, 0) {
         // Whatever verifies was signed with the key: signing its claims again verifies alike.
         assert_eq!(verify(&KEY, &sign(&KEY, claims), 0), Ok(claims));
+    }
+    // As the signed part of a token.
+    match verify(&KEY, &signed_payload(text), 0) {
+        Ok(claims) | Err(LinkError::Expired(claims)) => {
+            let again = verify(&KEY, &sign(&KEY, claims), 0);
+            match again {
+                Ok(c) | Err(LinkError::Expired(c)) => assert_eq!(c, claims),
+                Err(LinkError::Malformed) => panic!("re-signed claims {claims:?} do not verify"),
+            }
+        }
+        Err(LinkError::Malformed) => {}
     }
 }

@@ -301,7 +301,14 @@ fn token_in(text: &str) -> Option<String> {
 }
 
 async fn signed_in(url: &str) -> reqwest::Client {
+    // Server functions take requests from deskproof's own pages only, as a browser names them.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ORIGIN,
+        reqwest::header::HeaderValue::from_str(url).expect("origin"),
+    );
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .cookie_store(true)
         .build()
         .expect("client");

@@ -151,6 +151,34 @@ fn verify_link_short_run() {
     assert!(run("verify_link", verify_link::run) > 0);
 }
 
+/// The committed link seed is signed with the key the body verifies with, so the fuzzer starts
+/// from a token that gets past the signature check.
+#[test]
+fn the_verify_link_seed_is_signed_with_the_fuzz_key() {
+    let token = std::fs::read_to_string(fuzz_dir().join("seeds/verify_link/token")).expect("seed");
+    let claims = deskproof::verify::link::verify(&verify_link::KEY, token.trim(), 0);
+    assert!(claims.is_ok(), "{claims:?}");
+}
+
+/// The body signs payloads exactly as deskproof signs links, so what it feeds the reader gets
+/// past the signature check.
+#[test]
+fn the_fuzz_body_signs_payloads_as_deskproof_signs_links() {
+    use deskproof::verify::link::{verify, LinkClaims};
+    assert_eq!(
+        verify(
+            &verify_link::KEY,
+            &verify_link::signed_payload("5.6.4102444800.9"),
+            0
+        ),
+        Ok(LinkClaims {
+            case_id: 5,
+            organization_id: 6,
+            expires_at: 4_102_444_800
+        })
+    );
+}
+
 /// The short run really catches a panic: a body that panics on a byte no seed holds is found.
 #[test]
 fn a_panicking_body_is_caught() {

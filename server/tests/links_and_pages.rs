@@ -159,6 +159,112 @@ async fn pages_carry_security_headers_and_https_deployments_get_hsts() {
         .starts_with("max-age="));
 }
 
+/// The nonce a `Content-Security-Policy` allows scripts by, and the policy itself.
+fn policy_of(res: &reqwest::Response) -> (Option<String>, String) {
+    let policy = res
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let nonce = policy
+        .split_once("'nonce-")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(nonce, _)| nonce.to_owned());
+    (nonce, policy)
+}
+
+/// The opening `<script …>` tags of a page.
+fn script_tags(html: &str) -> Vec<&str> {
+    html.match_indices("<script")
+        .filter_map(|(at, _)| html[at..].split_once('>').map(|(tag, _)| tag))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_page_carries_a_content_security_policy_with_a_fresh_nonce_on_its_scripts() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Policy").await;
+    let token = app.link_token(ticket).await;
+    let pod = format!("/pod/connectwise/{}", app.world.connection_id);
+    let pages = [
+        "/signin".to_owned(),
+        "/".to_owned(),
+        format!("/verify/{token}"),
+        "/no-such-page".to_owned(),
+        pod.clone(),
+    ];
+    let rest = "script-src 'self' 'wasm-unsafe-eval'";
+    let fixed = [
+        "default-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "object-src 'none'",
+    ];
+
+    for path in pages {
+        // Act: the same page twice.
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let res = app
+                .client
+                .get(format!("{}{path}", app.url))
+                .send()
+                .await
+                .expect("page");
+            let (nonce, policy) = policy_of(&res);
+            let html = res.text().await.expect("html");
+
+            // Assert: every inline script carries the nonce the header allows, and nothing
+            // on the page needs inline styles, which the policy refuses.
+            let nonce = nonce.unwrap_or_else(|| panic!("{path}: no nonce in {policy:?}"));
+            assert!(nonce.len() >= 16, "{path}: {nonce}");
+            assert!(
+                policy.contains(&format!("{rest} 'nonce-{nonce}'")),
+                "{path}: {policy}"
+            );
+            for directive in fixed {
+                assert!(
+                    policy.split("; ").any(|d| d == directive),
+                    "{path}: {directive} in {policy}"
+                );
+            }
+            let framing = if path == pod {
+                format!("frame-ancestors {}", app.world.cw.url())
+            } else {
+                "frame-ancestors 'none'".to_owned()
+            };
+            assert!(policy.ends_with(&framing), "{path}: {policy}");
+            let scripts = script_tags(&html);
+            assert!(!scripts.is_empty(), "{path}: the hydration scripts");
+            for tag in scripts {
+                assert!(tag.contains(&format!("nonce=\"{nonce}\"")), "{path}: {tag}");
+            }
+            assert!(!html.contains(" style=\""), "{path}: an inline style");
+            seen.push(nonce);
+        }
+        assert_ne!(seen[0], seen[1], "{path}: a fresh nonce per response");
+    }
+
+    // Answers that are not pages allow no inline script at all.
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .expect("health");
+    let (nonce, policy) = policy_of(&health);
+    assert_eq!(nonce, None, "{policy}");
+    assert!(
+        policy.starts_with("default-src 'self'; script-src 'self' 'wasm-unsafe-eval';"),
+        "{policy}"
+    );
+}
+
 #[tokio::test]
 async fn html_in_a_ticket_title_and_a_contact_name_is_escaped_on_the_page() {
     // Arrange

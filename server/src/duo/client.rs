@@ -258,62 +258,26 @@ impl DuoClient {
 
     /// `GET /auth/v2/check`: proves the keys and the signing work. Returns Duo's unix time.
     pub async fn check(&self) -> Result<i64, DuoError> {
-        #[derive(Deserialize)]
-        struct Time {
-            time: i64,
-        }
         let env = self
-            .call(Method::GET, "/auth/v2/check", Vec::new(), CallKind::Normal)
+            .call(Method::GET, CHECK_PATH, Vec::new(), CallKind::Normal)
             .await?;
-        Ok(decode::<Time>("/auth/v2/check", env.response)?.time)
+        check_time(env.response)
     }
 
     /// `POST /auth/v2/preauth`: may this user get a push, and on which devices?
     pub async fn preauth(&self, username: &str) -> Result<PreauthResult, DuoError> {
-        #[derive(Deserialize)]
-        struct Raw {
-            result: String,
-            #[serde(default)]
-            status_msg: String,
-            #[serde(default)]
-            devices: Vec<super::types::Device>,
-            #[serde(default)]
-            enroll_portal_url: Option<String>,
-        }
-        const PATH: &str = "/auth/v2/preauth";
         let params = vec![("username".to_owned(), username.to_owned())];
         let env = self
-            .call(Method::POST, PATH, params, CallKind::Normal)
+            .call(Method::POST, PREAUTH_PATH, params, CallKind::Normal)
             .await?;
-        let raw: Raw = decode(PATH, env.response)?;
-        let status_msg = raw.status_msg;
-        match raw.result.as_str() {
-            "auth" => Ok(PreauthResult::Auth {
-                devices: raw.devices,
-                status_msg,
-            }),
-            "allow" => Ok(PreauthResult::Allow { status_msg }),
-            "deny" => Ok(PreauthResult::Deny { status_msg }),
-            "enroll" => Ok(PreauthResult::Enroll {
-                status_msg,
-                enroll_portal_url: raw.enroll_portal_url,
-            }),
-            other => Err(DuoError::Decode {
-                path: PATH.into(),
-                reason: format!("unknown preauth result {other:?}"),
-            }),
-        }
+        preauth_result(env.response)
     }
 
     /// `POST /auth/v2/auth` with `factor=push` and `async=1`; returns the transaction ID.
     ///
     /// Never retried after a timeout or 5xx: the push may already be on the user's phone.
     pub async fn auth_push_async(&self, request: &PushRequest) -> Result<TxId, DuoError> {
-        #[derive(Deserialize)]
-        struct Raw {
-            txid: TxId,
-        }
-        const PATH: &str = "/auth/v2/auth";
+        const PATH: &str = AUTH_PATH;
         let mut params: Params = vec![
             ("username".into(), request.username.clone()),
             ("factor".into(), "push".into()),
@@ -344,7 +308,7 @@ impl DuoClient {
         let env = self
             .call(Method::POST, PATH, params, CallKind::Normal)
             .await?;
-        Ok(decode::<Raw>(PATH, env.response)?.txid)
+        push_txid(env.response)
     }
 
     /// One `GET /auth/v2/auth_status` long-poll.
@@ -523,13 +487,7 @@ impl DuoClient {
         let env = self
             .call(Method::GET, PATH, params, CallKind::Normal)
             .await?;
-        let users: Vec<DuoUser> = decode(PATH, env.response)?;
-        let meta = env.metadata.unwrap_or(Value::Null);
-        Ok(UsersPage {
-            users,
-            next_offset: meta.get("next_offset").and_then(Value::as_u64),
-            total_objects: meta.get("total_objects").and_then(Value::as_u64),
-        })
+        users_page_of(env)
     }
 
     // ---- Accounts API ---------------------------------------------------------------------
@@ -730,6 +688,77 @@ fn json_body(params: &Params) -> String {
     // serde_json's Map is ordered by key (no preserve_order feature), which Duo does not
     // require but keeps bodies reproducible.
     Value::Object(map).to_string()
+}
+
+const CHECK_PATH: &str = "/auth/v2/check";
+const PREAUTH_PATH: &str = "/auth/v2/preauth";
+const USERS_PATH: &str = "/admin/v1/users";
+
+/// Reads Duo's unix time from the `response` of `GET /auth/v2/check`.
+pub fn check_time(response: Value) -> Result<i64, DuoError> {
+    #[derive(Deserialize)]
+    struct Time {
+        time: i64,
+    }
+    Ok(decode::<Time>(CHECK_PATH, response)?.time)
+}
+
+fn users_page_of(env: Envelope) -> Result<UsersPage, DuoError> {
+    let users: Vec<DuoUser> = decode(USERS_PATH, env.response)?;
+    let meta = env.metadata.unwrap_or(Value::Null);
+    Ok(UsersPage {
+        users,
+        next_offset: meta.get("next_offset").and_then(Value::as_u64),
+        total_objects: meta.get("total_objects").and_then(Value::as_u64),
+    })
+}
+
+/// Reads a page of `GET /admin/v1/users` as the client does, paging metadata included.
+pub fn parse_users_page(status: u16, bytes: &[u8]) -> Result<UsersPage, DuoError> {
+    users_page_of(parse_envelope(USERS_PATH, status, bytes)?)
+}
+const AUTH_PATH: &str = "/auth/v2/auth";
+
+/// Reads the `response` of `POST /auth/v2/preauth`. Public, with [`push_txid`], so the fuzz
+/// targets read Duo's answers exactly as the client does.
+pub fn preauth_result(response: Value) -> Result<PreauthResult, DuoError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        result: String,
+        #[serde(default)]
+        status_msg: String,
+        #[serde(default)]
+        devices: Vec<super::types::Device>,
+        #[serde(default)]
+        enroll_portal_url: Option<String>,
+    }
+    let raw: Raw = decode(PREAUTH_PATH, response)?;
+    let status_msg = raw.status_msg;
+    match raw.result.as_str() {
+        "auth" => Ok(PreauthResult::Auth {
+            devices: raw.devices,
+            status_msg,
+        }),
+        "allow" => Ok(PreauthResult::Allow { status_msg }),
+        "deny" => Ok(PreauthResult::Deny { status_msg }),
+        "enroll" => Ok(PreauthResult::Enroll {
+            status_msg,
+            enroll_portal_url: raw.enroll_portal_url,
+        }),
+        other => Err(DuoError::Decode {
+            path: PREAUTH_PATH.into(),
+            reason: format!("unknown preauth result {other:?}"),
+        }),
+    }
+}
+
+/// Reads the transaction ID from the `response` of an asynchronous `POST /auth/v2/auth`.
+pub fn push_txid(response: Value) -> Result<TxId, DuoError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        txid: TxId,
+    }
+    Ok(decode::<Raw>(AUTH_PATH, response)?.txid)
 }
 
 /// Reads a Duo answer as the client does: the `{"stat": …}` envelope for `status`, then its

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::http::guard::content_security_policy;
 use crate::storage::Store;
 use crate::verify::pod::connection_pod_origins;
 
@@ -18,14 +19,26 @@ fn pod_connection(path: &str) -> Option<i64> {
         .ok()
 }
 
-/// The `Content-Security-Policy` of a pod page framed by `origins` (none: not framed at all).
-pub fn pod_policy(origins: &[String]) -> String {
+/// `policy` with its `frame-ancestors` directive set to `origins` (none: not framed at all);
+/// every other directive, the page's script nonce among them, is kept.
+pub fn with_frame_ancestors(policy: &str, origins: &[String]) -> String {
     let ancestors = if origins.is_empty() {
         "'none'".to_owned()
     } else {
         origins.join(" ")
     };
-    format!("frame-ancestors {ancestors}; object-src 'none'; base-uri 'self'")
+    let mut directives: Vec<&str> = policy
+        .split(';')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let name = d.split_ascii_whitespace().next().unwrap_or_default();
+            !name.eq_ignore_ascii_case("frame-ancestors")
+        })
+        .collect();
+    let framing = format!("frame-ancestors {ancestors}");
+    directives.push(&framing);
+    directives.join("; ")
 }
 
 /// Sets the pod page's own framing rule. It runs outside the general security headers, so it
@@ -49,18 +62,22 @@ pub async fn pod_frame_ancestors(
     };
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    match HeaderValue::from_str(&pod_policy(&origins)) {
+    let general = content_security_policy(None);
+    let current = h
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&general);
+    let framed = HeaderValue::from_str(&with_frame_ancestors(current, &origins));
+    match framed {
         Ok(policy) if !origins.is_empty() => {
             h.insert(header::CONTENT_SECURITY_POLICY, policy);
             h.remove(header::X_FRAME_OPTIONS);
         }
         _ => {
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "frame-ancestors 'none'; object-src 'none'; base-uri 'self'",
-                ),
-            );
+            let closed = with_frame_ancestors(current, &[]);
+            let closed = HeaderValue::from_str(&closed)
+                .unwrap_or_else(|_| HeaderValue::from_static("frame-ancestors 'none'"));
+            h.insert(header::CONTENT_SECURITY_POLICY, closed);
             h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         }
     }
@@ -80,11 +97,19 @@ mod tests {
     }
 
     #[test]
-    fn the_policy_lists_the_origins() {
-        assert_eq!(
-            pod_policy(&["https://na.myconnectwise.net".into()]),
-            "frame-ancestors https://na.myconnectwise.net; object-src 'none'; base-uri 'self'"
+    fn the_framing_rule_lists_the_origins_and_keeps_the_rest_of_the_policy() {
+        let page = content_security_policy(Some("abc123"));
+        let framed = with_frame_ancestors(&page, &["https://na.myconnectwise.net".into()]);
+        assert!(
+            framed.ends_with("; frame-ancestors https://na.myconnectwise.net"),
+            "{framed}"
         );
-        assert!(pod_policy(&[]).starts_with("frame-ancestors 'none'"));
+        assert!(framed.contains("script-src 'self' 'wasm-unsafe-eval' 'nonce-abc123'"));
+        assert_eq!(framed.matches("frame-ancestors").count(), 1, "{framed}");
+        assert_eq!(with_frame_ancestors(&framed, &[]), page);
+        assert_eq!(
+            with_frame_ancestors("default-src 'self'; FRAME-ANCESTORS *", &[]),
+            "default-src 'self'; frame-ancestors 'none'"
+        );
     }
 }

@@ -48,10 +48,24 @@ fn is_hook(request: &Request<Body>) -> bool {
     request.uri().path().starts_with("/hooks/")
 }
 
+/// Pod server functions. They carry no cookie: the pod token (or, to open a pod, the member's
+/// ConnectWise credentials) is in the request itself, so a request that names no origin cannot
+/// borrow anyone's sign-in.
+fn is_pod_call(request: &Request<Body>) -> bool {
+    request
+        .uri()
+        .path()
+        .strip_prefix("/api/")
+        .is_some_and(|f| f.starts_with("pod_"))
+}
+
 /// Refuses state-changing requests that do not come from deskproof's own pages. A browser
 /// names the page's origin in `Origin` and tells in `Sec-Fetch-Site` whether it is another
-/// site; either one pointing elsewhere is refused. Webhooks are exempt: PSAs are not browsers
-/// and authenticate every delivery by signature or secret.
+/// site; either one pointing elsewhere is refused, and so is a request that names neither
+/// (every current browser sends `Origin` with a POST, so only something that is not a browser,
+/// or a very old one, arrives without). Webhooks are exempt: PSAs are not browsers and
+/// authenticate every delivery by signature or secret. Pod calls may name no origin, since they
+/// carry their credentials in the request, but one naming another origin is still refused.
 pub async fn same_origin_only(
     State(settings): State<GuardSettings>,
     request: Request<Body>,
@@ -92,6 +106,15 @@ pub async fn same_origin_only(
         return refuse(
             StatusCode::FORBIDDEN,
             "Cross-site requests are not accepted.",
+        );
+    }
+    let unnamed = !headers.contains_key(header::ORIGIN) && !headers.contains_key("sec-fetch-site");
+    if unnamed && !is_pod_call(&request) {
+        tracing::warn!(path = %request.uri().path(), "request without an origin refused");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Cross-site requests are not accepted: this request names neither its Origin nor \
+             Sec-Fetch-Site, which every browser sends from deskproof's own pages.",
         );
     }
     next.run(request).await
@@ -165,14 +188,7 @@ pub async fn server_fn_status(request: Request<Body>, next: Next) -> Response {
     if !request.uri().path().starts_with("/api/") {
         return next.run(request).await;
     }
-    let method = request.method().clone();
     let response = next.run(request).await;
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-        return refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &format!("This server function does not accept {method}; it is called with POST."),
-        );
-    }
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
         return response;
     }
@@ -185,8 +201,15 @@ pub async fn server_fn_status(request: Request<Body>, next: Next) -> Response {
     };
     let text = String::from_utf8_lossy(&bytes);
     let (kind, message) = text.split_once('|').unwrap_or(("", ""));
+    if matches!(kind, "Args" | "Deserialization" | "MissingArg") {
+        // The framework's own words ("missing field `token`") say what is wrong but not
+        // where; the kind stays in front, so the browser side reads the error as before.
+        parts.status = StatusCode::BAD_REQUEST;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let body = format!("{kind}|The request's arguments could not be read: {message}");
+        return Response::from_parts(parts, Body::from(body));
+    }
     let status = match kind {
-        "Args" | "Deserialization" | "MissingArg" => StatusCode::BAD_REQUEST,
         "ServerError" if message == app::backend::BackendError::Unauthenticated.to_string() => {
             StatusCode::UNAUTHORIZED
         }
@@ -207,9 +230,72 @@ pub async fn server_fn_status(request: Request<Body>, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Headers every answer carries. Pages may not be framed unless their route set its own
-/// `Content-Security-Policy` (the ConnectWise pod does), MIME types are not guessed, links do
-/// not leak the verification token, and an https deployment asks browsers to stay on https.
+/// Answers a method a route does not take with a message saying which ones it does, instead of
+/// the router's empty 405. Server functions are all called with POST.
+pub async fn method_not_allowed(request: Request<Body>, next: Next) -> Response {
+    let method = request.method().clone();
+    let api = request.uri().path().starts_with("/api/");
+    let hook = is_hook(&request);
+    let response = next.run(request).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    if api {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("This server function does not accept {method}; it is called with POST."),
+        );
+    }
+    // The router leaves out `Allow` behind layers; deskproof's routes outside /api/ are
+    // webhooks (POST) and pages, files, the health check and the export (GET).
+    let allowed = if hook { "POST" } else { "GET" };
+    let mut refused = refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("This address does not accept {method}; it answers {allowed}."),
+    );
+    refused.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static(if hook { "POST" } else { "GET, HEAD" }),
+    );
+    refused
+}
+
+/// The `Content-Security-Policy` of deskproof's answers. Scripts and the WebAssembly bundle
+/// come from deskproof itself; the inline hydration scripts of a page carry `nonce`, fresh for
+/// each page. No inline styles, plugins, `<base>` or foreign form targets, and no framing
+/// (the pod page replaces `frame-ancestors` with its ConnectWise origins).
+pub fn content_security_policy(nonce: Option<&str>) -> String {
+    let nonce = nonce.map(|n| format!(" 'nonce-{n}'")).unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{nonce}; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; \
+         object-src 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// Sets the policy of a page being rendered, with the nonce Leptos put on its inline scripts.
+/// Called in the Leptos context of each page; without a nonce (a static file) it does nothing
+/// and the general policy applies.
+pub fn provide_page_policy() {
+    use leptos::prelude::use_context;
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    match HeaderValue::from_str(&content_security_policy(Some(&nonce))) {
+        Ok(policy) => response.insert_header(header::CONTENT_SECURITY_POLICY, policy),
+        // A nonce is URL-safe base64; anything else leaves the general policy, which blocks
+        // the page's inline scripts rather than allowing them.
+        Err(_) => tracing::error!("page nonce is not a header value"),
+    }
+}
+
+/// Headers every answer carries: the content security policy (a page rendered by Leptos has
+/// already set its own, with its nonce), no framing (the ConnectWise pod's own rule is set
+/// outside this layer), MIME types are not guessed, links do not leak the verification token,
+/// and an https deployment asks browsers to stay on https.
 pub async fn security_headers(
     State(settings): State<GuardSettings>,
     request: Request<Body>,
@@ -223,12 +309,11 @@ pub async fn security_headers(
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
-        );
-        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        if let Ok(policy) = HeaderValue::from_str(&content_security_policy(None)) {
+            h.insert(header::CONTENT_SECURITY_POLICY, policy);
+        }
     }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if settings.hsts {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,

@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
     let context = move || {
         provide_context(backend.clone());
         provide_context(admin_backend.clone());
+        guard::provide_page_policy();
     };
     let options = state.leptos_options.clone();
     let sessions = SessionManagerLayer::new(SharedSessionStore(state.store.session_store()))
@@ -68,16 +69,20 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/halopsa/{connection_id}", post(hooks::halopsa))
         .route("/api/{*fn_name}", get(server_fns).post(server_fns))
         .route("/audit/export.csv", get(admin::audit_export))
-        .leptos_routes_with_context(&state, routes, context, move || app::shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
-            app::shell,
-        ))
+        .leptos_routes_with_context(&state, routes, context.clone(), move || {
+            app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, app::shell))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::admin_pages_guard,
         ))
         .layer(sessions)
         .layer(axum::middleware::from_fn(guard::server_fn_status))
+        .layer(axum::middleware::from_fn(guard::method_not_allowed))
         .layer(axum::middleware::from_fn_with_state(
             guards.clone(),
             guard::same_origin_only,

@@ -76,9 +76,17 @@ pub async fn spawn_app() -> TestApp {
     }
 }
 
-/// A client that keeps cookies, like a browser, and does not follow redirects.
+/// A client that keeps cookies, like a browser, and does not follow redirects. Like a browser
+/// on deskproof's own pages it says its requests are `Sec-Fetch-Site: same-origin`; a request
+/// may set its own `Sec-Fetch-Site` or `Origin` to play another site.
 pub fn new_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "sec-fetch-site",
+        reqwest::header::HeaderValue::from_static("same-origin"),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
