@@ -58,6 +58,10 @@ pub struct Config {
     /// is taken by another (or by the same one restarted) once this runs out; it must exceed
     /// Duo's long poll (about a minute).
     pub job_lease_secs: u64,
+    /// How long a click holds its ticket while deskproof matches the contact and sends the
+    /// push, renewed every third of it: should deskproof stop mid-click, the ticket is free
+    /// again after this.
+    pub matching_lease_secs: u64,
     /// Every this many seconds each PSA connection is asked for tickets created since the last
     /// sweep, so a ticket whose webhook never arrived is still verified. 0 turns it off.
     #[serde(default)]
@@ -80,6 +84,7 @@ struct Defaults {
     directory: DirectoryMode,
     directory_refresh_secs: u64,
     job_lease_secs: u64,
+    matching_lease_secs: u64,
     sweep_interval_secs: u64,
 }
 
@@ -99,6 +104,7 @@ impl Default for Defaults {
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,
             job_lease_secs: 120,
+            matching_lease_secs: 30,
             sweep_interval_secs: 300,
         }
     }
@@ -156,6 +162,11 @@ impl Config {
                 "job_lease_secs must be positive".into(),
             ));
         }
+        if self.matching_lease_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "matching_lease_secs must be positive".into(),
+            ));
+        }
         if self.directory_refresh_secs == 0 {
             return Err(ConfigError::Invalid(
                 "directory_refresh_secs must be positive".into(),
@@ -200,6 +211,7 @@ impl Config {
             directory: DirectoryMode::Cached,
             directory_refresh_secs: 300,
             job_lease_secs: 120,
+            matching_lease_secs: 30,
             sweep_interval_secs: 0,
         }
     }

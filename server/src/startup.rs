@@ -67,6 +67,7 @@ impl Application {
                 public_url: config.public_url_for(addr),
                 policy: Policy::builtin(&config),
                 retry_base_ms: config.note_retry_base_ms,
+                matching_lease: std::time::Duration::from_secs(config.matching_lease_secs),
             },
         };
         // One process owns the SQLite file: leases left by a previous run are stale.

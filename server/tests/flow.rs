@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use deskproof::sim::duo::PushState;
-use support::flow::{claims_in, spawn_flow, token_in};
+use support::flow::{claims_in, spawn_flow, spawn_flow_with, token_in};
 
 #[tokio::test]
 async fn an_approved_push_verifies_the_ticket_with_internal_notes_only() {
@@ -677,6 +677,94 @@ async fn a_recent_attempt_still_matching_keeps_the_ticket_to_one_push() {
         app.world.duo.pushes().is_empty(),
         "no second push while one is matching"
     );
+}
+
+#[tokio::test]
+async fn an_attempt_whose_lease_ran_out_frees_the_ticket_within_seconds() {
+    // Arrange: an attempt that started matching a minute ago and whose process stopped
+    // renewing it five seconds ago, as a process killed mid-click leaves it.
+    let app = spawn_flow().await;
+    let ticket = app
+        .new_ticket(app.world.contacts.alex, "Killed mid-click")
+        .await;
+    let token = app.link_token(ticket).await;
+    let case = app.case_of(ticket).await.expect("case");
+    let five_seconds_ago = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 - 5_000;
+    sqlx::query(
+        "INSERT INTO attempts (ticket_ref, technician_name, state, created_at, matching_until) \
+         VALUES ($1, 'Casey Tech', 'matching', $2, $3)",
+    )
+    .bind(case.id)
+    .bind(minutes_ago(1))
+    .bind(five_seconds_ago)
+    .execute(&app.db)
+    .await
+    .expect("insert");
+
+    // Act
+    let attempt = app.send_push(&token).await;
+
+    // Assert: the abandoned attempt is failed and the new click pushes.
+    assert_eq!(attempt["state"], "pushed", "{attempt}");
+    let rows = app.attempts(&token).await;
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[1]["state"], "failed");
+    assert_eq!(rows[1]["reason"], "interrupted before a push was sent");
+}
+
+#[tokio::test]
+async fn an_attempt_renewed_by_its_process_holds_the_ticket_past_its_first_lease() {
+    // Arrange: a one-second lease and a Duo that takes a second per call, so matching and
+    // pushing (preauth and push at least) outlast the first lease.
+    let app = spawn_flow_with(|config| config.matching_lease_secs = 1).await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Slow Duo").await;
+    let token = app.link_token(ticket).await;
+    app.wait_until_idle().await;
+    app.world.duo.set_latency(Duration::from_secs(1));
+
+    // Act: a second click 1.4 s into the first, while it still waits for Duo.
+    let first = app.send_push(&token);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(1400)).await;
+        app.send_push(&token).await
+    };
+    let (first, second) = tokio::join!(first, second);
+
+    // Assert: the second click got the first's attempt, still under way; one push in all.
+    assert_eq!(first["state"], "pushed", "{first}");
+    assert_eq!(second["id"], first["id"], "{first} {second}");
+    assert_eq!(second["state"], "matching", "{second}");
+    let rows = app.attempts(&token).await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(app.world.duo.pushes().len(), 1);
+}
+
+#[tokio::test]
+async fn a_sent_push_is_recorded_with_its_poll_job_and_audit_entry_at_once() {
+    // Arrange
+    let app = spawn_flow().await;
+    let ticket = app.new_ticket(app.world.contacts.alex, "Recorded").await;
+    let token = app.link_token(ticket).await;
+
+    // Act
+    let attempt = app.send_push(&token).await;
+
+    // Assert: the pushed attempt has its poll job and its audit entry.
+    assert_eq!(attempt["state"], "pushed", "{attempt}");
+    let id = attempt["id"].as_i64().expect("id");
+    let polls: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE dedupe_key = $1")
+        .bind(format!("poll:{id}"))
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(polls, 1);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'push sent' AND txid IS NOT NULL",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("count");
+    assert_eq!(audited, 1);
 }
 
 /// A timestamp `minutes` ago, written as the database's timestamps are.

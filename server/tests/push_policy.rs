@@ -449,6 +449,7 @@ async fn a_technician_without_a_local_account_is_limited_by_name() {
             limits,
             now: time::OffsetDateTime::now_utc().unix_timestamp(),
             link_digest: None,
+            matching_until: i64::MAX,
         };
         (attempt, claim)
     };

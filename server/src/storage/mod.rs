@@ -152,21 +152,23 @@ pub trait Storage: Send + Sync + 'static {
     /// Creates an attempt unless the case already has an open one (`matching` or `pushed`):
     /// then nothing is written and the result is [`StorageError::Conflict`]. The check and the
     /// insert are one statement, so two requests at the same moment cannot both create one.
-    /// An attempt still `matching` after ten minutes was interrupted by a stop: it is marked
-    /// `failed` first, so it cannot block the ticket for ever.
+    /// An attempt still `matching` whose lease ran out (or, without a lease, after ten minutes)
+    /// was interrupted by a stop: it is marked `failed` first, so it cannot block the ticket.
     async fn create_attempt(&self, attempt: &NewAttempt) -> Result<i64, StorageError>;
     async fn attempt(&self, id: i64) -> Result<Option<Attempt>, StorageError>;
     async fn attempts_for_case(&self, case_id: i64) -> Result<Vec<Attempt>, StorageError>;
     /// Moves an attempt from `from` to the attempt's state (with its Duo user, transaction id,
-    /// push kind, caller code, reason and end) and queues `note` (with the job that posts it)
-    /// in the same transaction. False, with nothing written, when the attempt was no longer in
-    /// `from`.
+    /// push kind, caller code, reason and end) and writes `effects` in the same transaction.
+    /// False, with nothing written, when the attempt was no longer in `from`.
     async fn transition_attempt(
         &self,
         attempt: &Attempt,
         from: &str,
-        note: Option<&NewNote>,
+        effects: Effects<'_>,
     ) -> Result<bool, StorageError>;
+    /// Extends the lease of an attempt still `matching` to `until` (milliseconds since 1970).
+    /// False when it is no longer `matching`.
+    async fn renew_matching(&self, attempt_id: i64, until: i64) -> Result<bool, StorageError>;
     async fn note(&self, id: i64) -> Result<Option<NoteRow>, StorageError>;
     async fn notes_for_case(&self, case_id: i64) -> Result<Vec<NoteRow>, StorageError>;
     async fn mark_note_posted(&self, id: i64, psa_note_id: &str) -> Result<(), StorageError>;
@@ -503,6 +505,19 @@ pub struct PushClaim {
     pub now: i64,
     /// The SHA-256 (hex) of the verification link the push was asked through, if any.
     pub link_digest: Option<String>,
+    /// Until when (milliseconds since 1970) a new attempt holds the ticket unless renewed with
+    /// [`Storage::renew_matching`].
+    pub matching_until: i64,
+}
+
+/// What a change of an attempt's state writes with it, in the same transaction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Effects<'a> {
+    /// A note for the ticket, with the job that posts it.
+    pub note: Option<&'a NewNote>,
+    /// A job that follows the change (the push's status poll).
+    pub job: Option<&'a NewJob>,
+    pub audit: Option<&'a AuditEntry>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,9 +19,9 @@ use crate::policy::PolicySettings;
 
 use super::{
     Attempt, AuditEntry, AuditFilter, AuditRecord, CompanyMappingRow, ConnectionFilter,
-    DuoAccountRow, DuoDirectoryKeys, Job, Lane, MspChildAccess, NewAttempt, NewJob, NewNote,
-    NewPsaConnection, NewUser, NoteRow, Organization, PsaConnectionRow, PushClaim, PushGrant,
-    PushKind, Storage, StorageError, TicketCase, UserRecord, DIRECTORY_ACCOUNTS_API,
+    DuoAccountRow, DuoDirectoryKeys, Effects, Job, Lane, MspChildAccess, NewAttempt, NewJob,
+    NewNote, NewPsaConnection, NewUser, NoteRow, Organization, PsaConnectionRow, PushClaim,
+    PushGrant, PushKind, Storage, StorageError, TicketCase, UserRecord, DIRECTORY_ACCOUNTS_API,
     DIRECTORY_ADMIN_API,
 };
 use crate::verify::ports::CallerCodeVia;
@@ -459,6 +459,29 @@ async fn insert_note(
         .execute(&mut **tx)
         .await?;
     Ok(note_id)
+}
+
+/// Fails the case's attempts still `matching` whose process stopped: their lease ran out, or,
+/// from before leases, they started more than ten minutes ago (matching takes seconds).
+async fn fail_abandoned_matching(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    case_id: i64,
+) -> Result<(), StorageError> {
+    let now = time::OffsetDateTime::now_utc();
+    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    sqlx::query(
+        "UPDATE attempts SET state = 'failed', \
+         reason = 'interrupted before a push was sent', finished_at = $1 \
+         WHERE ticket_ref = $2 AND state = 'matching' AND (matching_until < $3 \
+         OR (matching_until IS NULL AND created_at < $4))",
+    )
+    .bind(text_at(now))
+    .bind(case_id)
+    .bind(now_ms)
+    .bind(text_at(now - time::Duration::minutes(10)))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Appends an audit entry inside the caller's transaction.
@@ -988,18 +1011,7 @@ impl Storage for SqlStorage {
                 .execute(&mut *tx)
                 .await?;
         }
-        // Matching takes seconds; one still matching after ten minutes was cut short by a stop.
-        let now = time::OffsetDateTime::now_utc();
-        sqlx::query(
-            "UPDATE attempts SET state = 'failed', \
-             reason = 'interrupted before a push was sent', finished_at = $1 \
-             WHERE ticket_ref = $2 AND state = 'matching' AND created_at < $3",
-        )
-        .bind(text_at(now))
-        .bind(a.case_id)
-        .bind(text_at(now - time::Duration::minutes(10)))
-        .execute(&mut *tx)
-        .await?;
+        fail_abandoned_matching(&mut tx, a.case_id).await?;
         let row = sqlx::query(
             "INSERT INTO attempts (ticket_ref, technician_id, technician_name, state) \
              SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM attempts \
@@ -1041,7 +1053,7 @@ impl Storage for SqlStorage {
         &self,
         a: &Attempt,
         from: &str,
-        note: Option<&NewNote>,
+        effects: Effects<'_>,
     ) -> Result<bool, StorageError> {
         let _writer = self.writer().await;
         let mut tx = self.pool.begin().await?;
@@ -1065,11 +1077,38 @@ impl Storage for SqlStorage {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        if let Some(note) = note {
+        if let Some(note) = effects.note {
             insert_note(&mut tx, note).await?;
+        }
+        if let Some(job) = effects.job {
+            sqlx::query(
+                "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (dedupe_key) DO NOTHING",
+            )
+            .bind(&job.kind)
+            .bind(job.payload.to_string())
+            .bind(&job.dedupe_key)
+            .bind(job.run_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(entry) = effects.audit {
+            insert_audit(&mut tx, entry).await?;
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn renew_matching(&self, attempt_id: i64, until: i64) -> Result<bool, StorageError> {
+        let _writer = self.writer().await;
+        let done = sqlx::query(
+            "UPDATE attempts SET matching_until = $1 WHERE id = $2 AND state = 'matching'",
+        )
+        .bind(until)
+        .bind(attempt_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn note(&self, id: i64) -> Result<Option<NoteRow>, StorageError> {
@@ -1663,17 +1702,8 @@ impl Storage for SqlStorage {
                 .execute(&mut *tx)
                 .await?;
         }
+        fail_abandoned_matching(&mut tx, a.case_id).await?;
         let now = time::OffsetDateTime::now_utc();
-        sqlx::query(
-            "UPDATE attempts SET state = 'failed', \
-             reason = 'interrupted before a push was sent', finished_at = $1 \
-             WHERE ticket_ref = $2 AND state = 'matching' AND created_at < $3",
-        )
-        .bind(text_at(now))
-        .bind(a.case_id)
-        .bind(text_at(now - time::Duration::minutes(10)))
-        .execute(&mut *tx)
-        .await?;
         let open: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM attempts WHERE ticket_ref = $1 AND state IN ('matching', 'pushed') \
              ORDER BY id DESC LIMIT 1",
@@ -1716,8 +1746,9 @@ impl Storage for SqlStorage {
         };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO attempts (ticket_ref, technician_id, technician_name, state, reason, \
-             finished_at, organization_id, contact_key, caller_code, next_push_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+             finished_at, organization_id, contact_key, caller_code, next_push_at, created_at, \
+             matching_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         )
         .bind(a.case_id)
         .bind(a.technician_id)
@@ -1730,6 +1761,7 @@ impl Storage for SqlStorage {
         .bind(reason.is_none().then_some(&claim.caller_code))
         .bind(reason.as_ref().and_then(|r| r.next_allowed_at))
         .bind(text_at(now))
+        .bind(reason.is_none().then_some(claim.matching_until))
         .fetch_one(&mut *tx)
         .await?;
         if let (None, Some(digest)) = (&reason, &claim.link_digest) {

@@ -12,8 +12,8 @@ use crate::crypto::MasterKey;
 use crate::policy::Policy;
 use crate::psa::PsaKind;
 use crate::storage::{
-    Attempt, AuditEntry, NewAttempt, NewJob, NewNote, PushClaim, PushGrant, PushKind, StorageError,
-    Store, TicketCase,
+    Attempt, AuditEntry, Effects, NewAttempt, NewJob, NewNote, PushClaim, PushGrant, PushKind,
+    StorageError, Store, TicketCase,
 };
 use crate::verify::link::{self, LinkClaims, LinkError};
 use crate::verify::matching::{self, Candidate, ContactIdentity, MatchBy, MatchResult};
@@ -56,6 +56,10 @@ pub struct FlowSettings {
     pub policy: Policy,
     /// First delay before a failed note is posted again; doubles each time, up to a minute.
     pub retry_base_ms: u64,
+    /// How long a click's attempt holds its ticket without being renewed while deskproof
+    /// matches and pushes; renewed every third of it. A process that stops mid-click frees the
+    /// ticket once this runs out.
+    pub matching_lease: std::time::Duration,
 }
 
 impl Default for FlowSettings {
@@ -64,6 +68,7 @@ impl Default for FlowSettings {
             public_url: "http://127.0.0.1:3000".into(),
             policy: Policy::default(),
             retry_base_ms: 1000,
+            matching_lease: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -414,6 +419,7 @@ impl Flow {
             limits: PushLimits::from_policy(&policy),
             now,
             link_digest,
+            matching_until: self.matching_until(),
         };
         let granted = self
             .store
@@ -458,7 +464,22 @@ impl Flow {
             .attempt(id)
             .await?
             .ok_or(FlowError::UnknownCase)?;
-        match self.try_push(case, org, &mut attempt).await {
+        // The attempt holds the ticket while this process works on it; should the process stop,
+        // the lease runs out and the next click is not kept waiting.
+        let attempt_id = attempt.id;
+        let pushed = {
+            let push = self.try_push(case, org, &mut attempt);
+            tokio::pin!(push);
+            loop {
+                tokio::select! {
+                    outcome = &mut push => break outcome,
+                    () = tokio::time::sleep(self.settings.matching_lease / 3) => {
+                        self.renew_matching(attempt_id).await;
+                    }
+                }
+            }
+        };
+        match pushed {
             Ok(()) => {}
             Err(reason) => {
                 attempt.state = "refused".into();
@@ -470,12 +491,21 @@ impl Flow {
                     body: notes::not_verified(technician_name, &reason),
                     run_at: now_ms(),
                 };
-                self.store
-                    .transition_attempt(&attempt, "matching", Some(&note))
-                    .await?;
-                self.audit(case, &attempt, "push refused", Some(&reason))
-                    .await?;
-                tracing::info!(attempt.id = attempt.id, "no push sent");
+                let audit = audit_entry(case, &attempt, "push refused", Some(&reason));
+                let effects = Effects {
+                    note: Some(&note),
+                    audit: Some(&audit),
+                    ..Effects::default()
+                };
+                if self
+                    .store
+                    .transition_attempt(&attempt, "matching", effects)
+                    .await?
+                {
+                    tracing::info!(attempt.id = attempt.id, "no push sent");
+                } else {
+                    tracing::warn!(attempt.id = attempt.id, "attempt ended elsewhere first");
+                }
             }
         }
         Ok(attempt)
@@ -581,7 +611,8 @@ impl Flow {
             .await
     }
 
-    /// Records a push Duo accepted and queues the job that follows it.
+    /// Records a push Duo accepted, the job that follows it and its audit entry, together: a
+    /// stop cannot leave a pushed attempt that nothing polls.
     async fn record_pushed(
         &self,
         case: &TicketCase,
@@ -589,20 +620,33 @@ impl Flow {
         detail: Option<&str>,
     ) -> Result<(), String> {
         attempt.state = "pushed".into();
-        self.store
-            .transition_attempt(attempt, "matching", None)
+        let poll = NewJob {
+            kind: "poll".into(),
+            payload: serde_json::json!({ "attempt_id": attempt.id }),
+            dedupe_key: Some(format!("poll:{}", attempt.id)),
+            run_at: now_ms(),
+        };
+        let audit = audit_entry(case, attempt, "push sent", detail);
+        let effects = Effects {
+            job: Some(&poll),
+            audit: Some(&audit),
+            ..Effects::default()
+        };
+        let recorded = self
+            .store
+            .transition_attempt(attempt, "matching", effects)
             .await
             .map_err(|e| format!("the push was sent but could not be recorded ({e})."))?;
-        self.store
-            .enqueue_job(&NewJob {
-                kind: "poll".into(),
-                payload: serde_json::json!({ "attempt_id": attempt.id }),
-                dedupe_key: Some(format!("poll:{}", attempt.id)),
-                run_at: now_ms(),
-            })
-            .await
-            .map_err(|e| format!("the push was sent but could not be followed ({e})."))?;
-        let _ = self.audit(case, attempt, "push sent", detail).await;
+        if !recorded {
+            // The lease ran out (a stalled database, say) and a later click took the ticket.
+            tracing::warn!(
+                attempt.id = attempt.id,
+                "push sent after the attempt was given up"
+            );
+            return Err("the push was sent after this attempt had been given up; \
+                        the newer attempt on this ticket stands."
+                .into());
+        }
         tracing::info!(
             attempt.id = attempt.id,
             push = attempt.push_kind.as_str(),
@@ -703,14 +747,19 @@ impl Flow {
             body,
             run_at: now_ms(),
         };
+        let audit = audit_entry(&case, &attempt, "push answered", None);
+        let effects = Effects {
+            note: Some(&note),
+            audit: Some(&audit),
+            ..Effects::default()
+        };
         if !self
             .store
-            .transition_attempt(&attempt, "pushed", Some(&note))
+            .transition_attempt(&attempt, "pushed", effects)
             .await?
         {
             return Ok(true); // Another worker recorded the outcome first.
         }
-        self.audit(&case, &attempt, "push answered", None).await?;
         tracing::info!(attempt.id = attempt.id, outcome = state, "push answered");
         Ok(true)
     }
@@ -755,20 +804,45 @@ impl Flow {
         detail: Option<&str>,
     ) -> Result<(), StorageError> {
         self.store
-            .append_audit(&AuditEntry {
-                actor: attempt.technician_name.clone(),
-                action: action.into(),
-                organization_id: case.organization_id,
-                connection_id: Some(case.connection_id),
-                ticket: Some(case.ticket_id.clone()),
-                contact: Some(contact_label(case)),
-                duo_user: attempt.duo_username.clone(),
-                outcome: Some(attempt.state.clone()),
-                txid: attempt.txid.clone(),
-                detail: detail.map(Into::into),
-                ..Default::default()
-            })
+            .append_audit(&audit_entry(case, attempt, action, detail))
             .await
+    }
+
+    async fn renew_matching(&self, attempt_id: i64) {
+        if let Err(e) = self
+            .store
+            .renew_matching(attempt_id, self.matching_until())
+            .await
+        {
+            tracing::warn!(attempt.id = attempt_id, error = %e, "attempt lease not renewed");
+        }
+    }
+
+    /// When a lease taken or renewed now runs out, in milliseconds since 1970.
+    fn matching_until(&self) -> i64 {
+        now_ms() + self.settings.matching_lease.as_millis() as i64
+    }
+}
+
+/// The audit entry for what happened to an attempt.
+fn audit_entry(
+    case: &TicketCase,
+    attempt: &Attempt,
+    action: &str,
+    detail: Option<&str>,
+) -> AuditEntry {
+    AuditEntry {
+        actor: attempt.technician_name.clone(),
+        action: action.into(),
+        organization_id: case.organization_id,
+        connection_id: Some(case.connection_id),
+        ticket: Some(case.ticket_id.clone()),
+        contact: Some(contact_label(case)),
+        duo_user: attempt.duo_username.clone(),
+        outcome: Some(attempt.state.clone()),
+        txid: attempt.txid.clone(),
+        detail: detail.map(Into::into),
+        ..Default::default()
     }
 }
 
