@@ -79,13 +79,16 @@ lint:
 # the search is for panics, hangs and runaway memory). Stable Rust needs RUSTC_BOOTSTRAP for the
 # fuzzing instrumentation flags.
 FUZZ_SECONDS ?= 60
+# FUZZ_RUNS, when set, also ends each target after that many executions.
+FUZZ_RUNS ?=
 FUZZ_TARGETS := connectwise_callback duo_response verify_link psa_webhooks
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/corpus/$$t; \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 > fuzz/$$t.log 2>&1 \
+			-max_total_time=$(FUZZ_SECONDS) $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS)) -rss_limit_mb=2048 \
+			-timeout=10 > fuzz/$$t.log 2>&1 \
 			|| { tail -40 fuzz/$$t.log; exit 1; }; \
 		echo "$$t: $$(grep -E '^Done' fuzz/$$t.log)"; \
 	done
