@@ -1583,9 +1583,14 @@ pod_origins = ["https://na.myconnectwise.net", "{screen}"]
             .await
             .expect("pod page");
         assert_eq!(res.status(), 200);
+        // The page's policy has more directives; this test is about who may frame it.
         res.headers()
             .get("content-security-policy")
             .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("frame-ancestors"))
             .unwrap_or_default()
             .to_owned()
     };
@@ -1632,7 +1637,7 @@ pod_origins = ["https://na.myconnectwise.net", "{screen}"]
 
     // Assert
     let expected = format!(
-        "frame-ancestors https://na.myconnectwise.net {}; object-src 'none'; base-uri 'self'",
+        "frame-ancestors https://na.myconnectwise.net {}",
         app.world.cw.url()
     );
     assert_eq!(
@@ -1651,8 +1656,5 @@ pod_origins = ["https://na.myconnectwise.net", "{screen}"]
         "{bad}"
     );
     assert_eq!(after_bad, expected, "a refused form stores nothing");
-    assert_eq!(
-        after_change,
-        "frame-ancestors https://eu.myconnectwise.net; object-src 'none'; base-uri 'self'"
-    );
+    assert_eq!(after_change, "frame-ancestors https://eu.myconnectwise.net");
 }

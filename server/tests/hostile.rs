@@ -1301,6 +1301,16 @@ fn admin_functions(app: &FlowApp) -> Vec<(&'static str, Vec<(&'static str, Strin
         ),
         ("test_duo", vec![("organization_id", org.clone())]),
         (
+            "list_duo_children",
+            vec![
+                ("organization_id", org.clone()),
+                (
+                    "fields[accounts_api_host]",
+                    "api-evil.duosecurity.com".into(),
+                ),
+            ],
+        ),
+        (
             "save_policy",
             vec![
                 ("organization_id", org),
