@@ -118,6 +118,21 @@ export async function closePage(page) {
   await page.context().close();
 }
 
+/**
+ * The page's HTML once it is not between two loads: the simulated phone reloads itself, and
+ * reading it mid-navigation fails.
+ */
+export async function settledContent(page) {
+  for (let tries = 0; ; tries += 1) {
+    try {
+      return await page.content();
+    } catch (e) {
+      if (tries >= 10 || !/navigating/.test(e.message)) throw e;
+      await page.waitForLoadState('load');
+    }
+  }
+}
+
 export async function screenshot(page, name) {
   mkdirSync(screenshots, { recursive: true });
   await page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true });

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startDemo, launchBrowser, screenshot, waitForHydration, DEMO_TECH,
+  startDemo, launchBrowser, screenshot, waitForHydration, settledContent, DEMO_TECH,
 } from './support.mjs';
 
 let demo;
@@ -111,7 +111,7 @@ test('a technician who is not signed in never sends a push by opening a link', a
   await scanner.waitForURL(/\/signin\?next=/);
   const phone = await browser.newPage();
   await phone.goto(demo.urls['phone megan.bowen']);
-  assert.doesNotMatch(await phone.content(), /button class="approve"/);
+  assert.doesNotMatch(await settledContent(phone), /button class="approve"/);
 });
 
 test('after a denied push the link is used up, a fresh link opens, and the cooldown is explained', async () => {

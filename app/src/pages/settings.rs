@@ -419,7 +419,6 @@ fn DuoForm(
     let msp = move || directory.get() == "accounts_api";
     // The fields of the other choice stay in the form, out of sight; the server reads only
     // the chosen kind's.
-    let shown = |visible: bool| if visible { "flex" } else { "none" };
     let secret_state = |set: bool| {
         if set {
             "set — leave blank to keep"
@@ -484,7 +483,7 @@ fn DuoForm(
             </fieldset>
             <FieldError reply=errors name="directory" />
 
-            <div class="form" style:display=move || shown(!msp())>
+            <div class="form" hidden=msp>
                 <label for="api_host">"API hostname"</label>
                 <input
                     id="api_host"
@@ -494,7 +493,7 @@ fn DuoForm(
                 />
                 <FieldError reply=errors name="api_host" />
             </div>
-            <div class="form" style:display=move || shown(msp()) data-testid="duo-msp">
+            <div class="form" hidden=move || !msp() data-testid="duo-msp">
                 <label for="accounts_api_host">"MSP parent's API hostname"</label>
                 <input
                     id="accounts_api_host"
@@ -576,7 +575,7 @@ fn DuoForm(
             </span>
             <FieldError reply=errors name="auth_skey" />
 
-            <div class="form" style:display=move || shown(!msp())>
+            <div class="form" hidden=msp>
                 <label for="admin_ikey">"Admin API integration key"</label>
                 <input id="admin_ikey" name="fields[admin_ikey]" value=d.admin_ikey.clone() />
                 <FieldError reply=errors name="admin_ikey" />
