@@ -64,3 +64,17 @@ test('signing out ends the session', async () => {
   await page.goto(`${demo.urls.app}/`);
   await page.waitForURL(/\/signin(\?next=.*)?$/);
 });
+
+test('after sign-in only a path on this site is followed, never another host', async () => {
+  for (const next of ['/%5Cevil.example/x', '//evil.example/x', 'https://evil.example/x', '/%09/evil.example']) {
+    const page = await browser.newPage();
+    await page.goto(`${demo.urls.app}/signin?next=${next}`);
+    await waitForHydration(page);
+    await page.fill('#username', DEMO_TECH.username);
+    await page.fill('#password', DEMO_TECH.password);
+    await page.click('button[type=submit]');
+    await page.waitForURL(`${demo.urls.app}/`);
+    assert.equal(new URL(page.url()).host, new URL(demo.urls.app).host, next);
+    await page.close();
+  }
+});

@@ -674,9 +674,15 @@ async fn main() {
     }
 
     // 5. The browser's download.
+    // Cargo runs benchmarks in the package's folder; a relative path is the workspace's.
     let site = std::env::var("BENCH_SITE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("target/site-release"));
+    let site = if site.is_relative() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(site)
+    } else {
+        site
+    };
     let wasm = gzip_size(&site.join("pkg/deskproof_bg.wasm"));
     let js = gzip_size(&site.join("pkg/deskproof.js"));
     let css = gzip_size(&site.join("pkg/deskproof.css"));

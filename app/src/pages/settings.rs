@@ -106,18 +106,25 @@ fn FieldError(reply: Signal<Option<FormReply>>, name: &'static str) -> impl Into
 #[component]
 fn FormStatus(reply: Signal<Option<FormReply>>) -> impl IntoView {
     move || {
-        reply
-            .get()
-            .map(|r| match (r.message, r.errors.get("_form").cloned()) {
-                (_, Some(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
+        reply.get().and_then(|r| {
+            let problems = !r.errors.is_empty();
+            match (r.message, r.errors.get("_form").cloned()) {
+                (_, Some(e)) => Some(view! { <p class="error" role="alert">{e}</p> }.into_any()),
                 (Some(m), None) => {
-                    view! { <p class="success" data-testid="saved">{m}</p> }.into_any()
+                    Some(view! { <p class="success" data-testid="saved">{m}</p> }.into_any())
                 }
-                (None, None) => view! {
-                    <p class="error" role="alert">"Please correct the fields marked below."</p>
-                }
-                .into_any(),
-            })
+                // An answer with nothing to say (a listing that worked) shows nothing.
+                (None, None) if !problems => None,
+                (None, None) => Some(
+                    view! {
+                        <p class="error" role="alert">
+                            "Please correct the fields marked in red."
+                        </p>
+                    }
+                    .into_any(),
+                ),
+            }
+        })
     }
 }
 

@@ -17,11 +17,10 @@ pub fn SignInPage() -> impl IntoView {
     let navigate = leptos_router::hooks::use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(_)) = sign_in.value().get() {
-            // Only a path on this site, never another host.
             let next = query
                 .read_untracked()
                 .get("next")
-                .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+                .filter(|n| is_local_path(n))
                 .unwrap_or_else(|| "/".to_owned());
             navigate(&next, Default::default());
         }
@@ -64,5 +63,40 @@ pub fn SignInPage() -> impl IntoView {
                 </ActionForm>
             </div>
         </main>
+    }
+}
+
+/// Whether `next` is a path on this site and nothing else: it starts with one `/`, and holds
+/// no backslash (browsers read `/\host` as `//host`, another site) and no control character
+/// (which browsers strip, so `/\t/host` would also become `//host`).
+pub fn is_local_path(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_path;
+
+    #[test]
+    fn only_paths_on_this_site_are_followed_after_sign_in() {
+        for local in ["/", "/verify/abc.def", "/settings?tab=users", "/audit#top"] {
+            assert!(is_local_path(local), "{local}");
+        }
+        for elsewhere in [
+            "",
+            "https://evil.example/",
+            "//evil.example/x",
+            "/\\evil.example/x",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+        ] {
+            assert!(!is_local_path(elsewhere), "{elsewhere:?}");
+        }
     }
 }

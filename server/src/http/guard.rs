@@ -44,6 +44,12 @@ fn refuse(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// [`refuse`] for a server function: the body is in the framework's error form
+/// (`ServerError|message`), so the page shows the message itself rather than a decoding error.
+fn refuse_call(status: StatusCode, message: &str) -> Response {
+    (status, format!("ServerError|{message}")).into_response()
+}
+
 fn is_hook(request: &Request<Body>) -> bool {
     request.uri().path().starts_with("/hooks/")
 }
@@ -124,13 +130,15 @@ pub async fn same_origin_only(
 /// refuses bodies of a type the route cannot read with 415.
 pub async fn body_limits(request: Request<Body>, next: Next) -> Response {
     let hook = is_hook(&request);
+    let api = request.uri().path().starts_with("/api/");
     let limit = if hook {
         HOOK_BODY_LIMIT
     } else {
         FORM_BODY_LIMIT
     };
+    let answer = if api { refuse_call } else { refuse };
     let too_large = || {
-        refuse(
+        answer(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!(
                 "The request body is larger than the {} KiB allowed here.",
@@ -161,13 +169,13 @@ pub async fn body_limits(request: Request<Body>, next: Next) -> Response {
             .unwrap_or_default();
         let accepted: &[&str] = if hook {
             &["application/json"]
-        } else if parts.uri.path().starts_with("/api/") {
+        } else if api {
             &["application/x-www-form-urlencoded", "application/json"]
         } else {
             &[]
         };
         if !accepted.is_empty() && !accepted.contains(&kind.as_str()) {
-            return refuse(
+            return answer(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 &format!(
                     "Content type {:?} is not accepted here; send {}.",

@@ -61,7 +61,9 @@ pub const POD_TRY_AGAIN: &str = "use the deskproof pod on this ticket's screen."
 pub fn missing_fields(fields: &[&str]) -> String {
     format!(
         "deskproof: This ticket cannot be verified yet because the PSA did not provide: {}. \
-         Add the missing details to the ticket's contact, then open the ticket in deskproof again.",
+         deskproof needs a contact with a first and last name, the contact's company and a \
+         summary; this ticket gets no verification link, so complete the contact in the PSA \
+         and open a new ticket for the caller.",
         fields.join(", ")
     )
 }
