@@ -32,12 +32,13 @@ bench: site-release
 	PG_FSYNC=on .ci/with-postgres env BENCH_SITE=target/site-release \
 		$(CARGO) bench -p deskproof --bench speed
 
-# The browser half as it is shipped: optimized for size.
+# The browser half as it is shipped: optimized for size, without the function names section.
 site-release: tools
 	$(CARGO) build -p app --lib --target wasm32-unknown-unknown --profile wasm-release \
 		--no-default-features --features hydrate
 	mkdir -p target/site-release/pkg
-	wasm-bindgen --target web --no-typescript --out-name deskproof --out-dir target/site-release/pkg \
+	wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
+		--out-name deskproof --out-dir target/site-release/pkg \
 		target/wasm32-unknown-unknown/wasm-release/app.wasm
 	cp style/main.css target/site-release/pkg/deskproof.css
 	cp -r public/. target/site-release/

@@ -461,6 +461,24 @@ async fn insert_note(
     Ok(note_id)
 }
 
+/// Queues `job` unless one with its de-duplication key exists.
+async fn insert_job<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    job: &NewJob,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(&job.kind)
+    .bind(job.payload.to_string())
+    .bind(&job.dedupe_key)
+    .bind(job.run_at)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 /// Fails the case's attempts still `matching` whose process stopped: their lease ran out, or,
 /// from before leases, they started more than ten minutes ago (matching takes seconds).
 async fn fail_abandoned_matching(
@@ -1081,16 +1099,7 @@ impl Storage for SqlStorage {
             insert_note(&mut tx, note).await?;
         }
         if let Some(job) = effects.job {
-            sqlx::query(
-                "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .bind(&job.kind)
-            .bind(job.payload.to_string())
-            .bind(&job.dedupe_key)
-            .bind(job.run_at)
-            .execute(&mut *tx)
-            .await?;
+            insert_job(&mut *tx, job).await?;
         }
         if let Some(entry) = effects.audit {
             insert_audit(&mut tx, entry).await?;
@@ -1152,17 +1161,7 @@ impl Storage for SqlStorage {
 
     async fn enqueue_job(&self, job: &NewJob) -> Result<(), StorageError> {
         let _writer = self.writer().await;
-        sqlx::query(
-            "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(&job.kind)
-        .bind(job.payload.to_string())
-        .bind(&job.dedupe_key)
-        .bind(job.run_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_job(&self.pool, job).await
     }
 
     async fn claim_job(
