@@ -14,6 +14,7 @@ pub struct AppBackend {
     pub flow: Flow,
     pub worker: Worker,
     pub pod: PodGate,
+    pub sign_ins: auth::SignInThrottle,
 }
 
 fn internal(e: impl std::fmt::Display) -> BackendError {
@@ -70,6 +71,13 @@ impl Backend for AppBackend {
         username: &str,
         password: &str,
     ) -> BackendResult<CurrentUser> {
+        if let Err(wait) = self.sign_ins.attempt(username) {
+            tracing::warn!("sign-in refused: too many attempts for one account");
+            return Err(BackendError::Invalid(format!(
+                "Too many sign-in attempts for this account. Try again in {} seconds.",
+                wait.as_secs().max(1)
+            )));
+        }
         match auth::check_credentials(&self.store, username, password).await {
             Ok(user) => {
                 // A new session id at sign-in, so a planted id never becomes authenticated.

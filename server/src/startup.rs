@@ -92,6 +92,7 @@ impl Application {
                 flow: flow.clone(),
                 worker: worker.clone(),
                 pod: PodGate::new(flow.clone(), worker.clone())?,
+                sign_ins: crate::auth::SignInThrottle::default(),
             }),
             config: Arc::new(config),
             flow: flow.clone(),

@@ -80,6 +80,37 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_clear_message() {
 }
 
 #[tokio::test]
+async fn after_ten_wrong_passwords_even_the_right_one_waits_and_other_accounts_do_not() {
+    // Arrange: ten wrong guesses at one account.
+    let app = spawn_app().await;
+    for _ in 0..10 {
+        let text = app
+            .sign_in(TECH.0, "a wrong guess")
+            .await
+            .text()
+            .await
+            .expect("body");
+        assert!(text.contains("Wrong username or password."), "{text}");
+    }
+
+    // Act
+    let held = app.sign_in(TECH.0, TECH.1).await;
+    let status = held.status();
+    let text = held.text().await.expect("body");
+
+    // Assert: refused with when to try again, no session; another account signs in.
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("Too many sign-in attempts for this account. Try again in"),
+        "{text}"
+    );
+    assert!(app.whoami().await.is_null(), "no session while held up");
+    let other = app.sign_in(ADMIN.0, ADMIN.1).await;
+    assert_eq!(other.status(), 200);
+    assert_eq!(app.whoami().await["role"], "admin");
+}
+
+#[tokio::test]
 async fn an_unknown_user_costs_a_full_password_check() {
     let app = spawn_app().await;
     // Warm up both paths once (the decoy hash is computed lazily).

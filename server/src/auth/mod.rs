@@ -9,6 +9,9 @@ use argon2::Argon2;
 
 use crate::storage::{NewUser, StorageError, Store, UserRecord};
 
+mod throttle;
+pub use throttle::SignInThrottle;
+
 /// The session key under which the signed-in user's id is kept.
 pub const SESSION_USER_KEY: &str = "user_id";
 
