@@ -467,17 +467,17 @@ impl Flow {
         // The attempt holds the ticket while this process works on it; should the process stop,
         // the lease runs out and the next click is not kept waiting.
         let attempt_id = attempt.id;
-        let pushed = {
-            let push = self.try_push(case, org, &mut attempt);
-            tokio::pin!(push);
+        // The renewals are a future of their own, polled beside the push: a renewal waiting
+        // for the database writer never stops the push that holds the writer from finishing.
+        let renewals = async {
             loop {
-                tokio::select! {
-                    outcome = &mut push => break outcome,
-                    () = tokio::time::sleep(self.settings.matching_lease / 3) => {
-                        self.renew_matching(attempt_id).await;
-                    }
-                }
+                tokio::time::sleep(self.settings.matching_lease / 3).await;
+                self.renew_matching(attempt_id).await;
             }
+        };
+        let pushed = tokio::select! {
+            outcome = self.try_push(case, org, &mut attempt) => outcome,
+            never = renewals => never,
         };
         match pushed {
             Ok(()) => {}
