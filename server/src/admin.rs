@@ -48,6 +48,8 @@ pub struct AdminService {
     pub builtin_policy: Policy,
     pub duo_http: reqwest::Client,
     pub psa_http: PsaHttp,
+    /// Told of every saved connection, so its webhooks are checked with the new settings.
+    pub webhook_checkers: crate::http::hooks::WebhookCheckers,
 }
 
 fn internal(e: impl std::fmt::Display) -> BackendError {
@@ -783,15 +785,18 @@ impl AdminBackend for AdminService {
             secrets_sealed: self.key.seal(&secrets_json),
         };
         match self.store.save_psa_connection(id, &conn, &audit).await {
-            Ok(id) => Ok(FormReply::done(if psa == PsaKind::ConnectWise {
-                format!("Saved {name}. Callback URL: {}", self.callback_url(id))
-            } else {
-                format!(
-                    "Saved {name}. Webhook URL to configure in {}: {}",
-                    psa.product(),
-                    self.hook_url(spec.kind, id)
-                )
-            })),
+            Ok(id) => {
+                self.webhook_checkers.forget(id);
+                Ok(FormReply::done(if psa == PsaKind::ConnectWise {
+                    format!("Saved {name}. Callback URL: {}", self.callback_url(id))
+                } else {
+                    format!(
+                        "Saved {name}. Webhook URL to configure in {}: {}",
+                        psa.product(),
+                        self.hook_url(spec.kind, id)
+                    )
+                }))
+            }
             Err(StorageError::Conflict(_)) => Ok(FormReply::field(
                 "name",
                 "A connection with this name already exists.",

@@ -127,7 +127,7 @@ impl Backend for AppBackend {
             .request_push_via_link(&case, token, Some(user.id), &user.display_name)
             .await
             .map_err(flow_error)?;
-        self.worker.nudge();
+        self.worker.nudge_after_push();
         Ok(attempt_row(attempt))
     }
 
@@ -150,7 +150,7 @@ impl Backend for AppBackend {
 
     async fn pod_verify(&self, pod_token: &str) -> BackendResult<AttemptRow> {
         let attempt = self.pod.push(pod_token).await.map_err(pod_error)?;
-        self.worker.nudge();
+        self.worker.nudge_after_push();
         Ok(attempt_row(attempt))
     }
 

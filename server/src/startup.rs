@@ -84,6 +84,7 @@ impl Application {
             );
             workers.push(sweeper.spawn());
         }
+        let webhook_checkers = crate::http::hooks::WebhookCheckers::default();
         let state = AppState {
             leptos_options,
             store: store.clone(),
@@ -98,6 +99,7 @@ impl Application {
             flow: flow.clone(),
             worker: worker.clone(),
             psa_http: psa_http.clone(),
+            webhook_checkers: webhook_checkers.clone(),
             admin: Arc::new(crate::admin::AdminService {
                 store: store.clone(),
                 key: flow.key.clone(),
@@ -105,6 +107,7 @@ impl Application {
                 builtin_policy: flow.settings.policy.clone(),
                 duo_http: crate::duo::DuoClient::http_client()?,
                 psa_http: crate::psa::source::PsaHttp::new()?,
+                webhook_checkers,
             }),
         };
         Ok(Application {

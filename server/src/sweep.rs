@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::crypto::MasterKey;
 use crate::psa::source::{connect, PsaHttp, Purpose};
-use crate::storage::{PsaConnectionRow, StorageError, Store};
+use crate::storage::{Lane, PsaConnectionRow, StorageError, Store};
 use crate::verify::flow::now_ms;
 use crate::verify::worker::Worker;
 
@@ -164,7 +164,7 @@ impl Sweeper {
             }
         }
         if taken > 0 {
-            self.worker.nudge();
+            self.worker.nudge(Lane::Work);
         }
         taken
     }

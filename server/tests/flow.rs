@@ -830,3 +830,43 @@ async fn a_note_stored_by_a_post_answered_504_is_found_and_not_posted_again() {
         1
     );
 }
+
+#[tokio::test]
+async fn tickets_are_still_taken_in_while_webhooks_keep_arriving() {
+    // Arrange: eight workers, of which two keep taking in tickets during a burst.
+    let app = spawn_flow_with(|c| c.workers = 8).await;
+    let first = app
+        .new_ticket(app.world.contacts.alex, "Earlier ticket")
+        .await;
+    app.wait_for_note(first, "/verify/").await;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+
+    // Act: authentic updates of the first ticket arrive back to back while a new ticket is
+    // created; they stop only once the new ticket has its note.
+    let burst = async {
+        let mut answers = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let deliveries = app.world.cw.fire_callback(first, "updated").await;
+            answers.extend(deliveries.into_iter().map(|d| d.status));
+        }
+        answers
+    };
+    let intake = async {
+        let ticket = app
+            .new_ticket(app.world.contacts.megan, "During a burst")
+            .await;
+        let notes = app.wait_for_note(ticket, "/verify/").await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        notes
+    };
+    let (answers, notes) = tokio::join!(burst, intake);
+
+    // Assert
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert!(
+        answers.len() >= 10,
+        "the burst lasted: {} webhooks",
+        answers.len()
+    );
+    assert!(answers.iter().all(|s| *s == Some(200)), "{answers:?}");
+}

@@ -315,3 +315,66 @@ async fn the_requester_embedded_in_the_ticket_saves_the_contact_read() {
     let (_, page) = app.call("verification", &token).await;
     assert_eq!(page["contact"], "Megan Bowen");
 }
+
+#[tokio::test]
+async fn a_webhook_secret_changed_in_the_settings_applies_to_the_next_delivery() {
+    // Arrange: a delivery checked with the current secret, so its checker is in use.
+    let app = spawn_flow().await;
+    let fd = &app.world.freshdesk;
+    let (settings, secrets) = fd.sim.connection();
+    let admin = app.admin_client().await;
+    let first = fd.sim.create_ticket_quietly(fd.alex, "Before the change");
+    let before = fd
+        .sim
+        .deliver_with_secret(first, &secrets.webhook_secret)
+        .await
+        .expect("sent");
+    let id = fd.connection_id.to_string();
+    let name = app
+        .store
+        .psa_connection(fd.connection_id)
+        .await
+        .expect("read")
+        .expect("connection")
+        .name;
+
+    // Act
+    let (saved, reply) = app
+        .admin_call(
+            &admin,
+            "save_connection",
+            &[
+                ("id", &id),
+                ("kind", "freshdesk"),
+                ("name", &name),
+                ("fields[base_url]", &settings.base_url),
+                ("fields[webhook_secret]", "a-new-webhook-secret-2k4m"),
+            ],
+        )
+        .await;
+    let second = fd.sim.create_ticket_quietly(fd.alex, "After the change");
+    let old = fd
+        .sim
+        .deliver_with_secret(second, &secrets.webhook_secret)
+        .await
+        .expect("sent");
+    let new = fd
+        .sim
+        .deliver_with_secret(second, "a-new-webhook-secret-2k4m")
+        .await
+        .expect("sent");
+
+    // Assert
+    assert_eq!(before.status, Some(200), "{before:?}");
+    assert_eq!(saved, 200, "{reply}");
+    assert!(
+        reply["errors"].as_object().is_none_or(|e| e.is_empty()),
+        "{reply}"
+    );
+    assert_eq!(
+        old.status,
+        Some(401),
+        "the old secret no longer works: {old:?}"
+    );
+    assert_eq!(new.status, Some(200), "{new:?}");
+}

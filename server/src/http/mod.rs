@@ -35,6 +35,8 @@ pub struct AppState {
     pub worker: Worker,
     /// Connection pools and caches for the PSA clients that check webhooks.
     pub psa_http: crate::psa::source::PsaHttp,
+    /// Kept per connection so a burst of deliveries is checked without reading each time.
+    pub webhook_checkers: hooks::WebhookCheckers,
     pub admin: Arc<crate::admin::AdminService>,
 }
 

@@ -408,6 +408,26 @@ async fn upsert_duo_account(
     Ok(())
 }
 
+/// Claims the next due job of a lane (`$4`: the poll lane). SQLite serialises writers, so one
+/// UPDATE … RETURNING claims atomically.
+const SQLITE_CLAIM_JOB: &str =
+    "UPDATE jobs SET leased_until = $1, leased_by = $3, attempts = attempts + 1 WHERE id = (\
+        SELECT id FROM jobs WHERE done = FALSE AND (kind = 'poll') = $4 AND run_at <= $2 \
+        AND (leased_until IS NULL OR leased_until < $2) ORDER BY run_at, id LIMIT 1) \
+     RETURNING id, kind, payload, attempts";
+
+/// As [`SQLITE_CLAIM_JOB`]; each replica skips the rows another is claiming at that moment.
+const POSTGRES_CLAIM_JOB: &str =
+    "UPDATE jobs SET leased_until = $1, leased_by = $3, attempts = attempts + 1 WHERE id = (\
+        SELECT id FROM jobs WHERE NOT done AND (kind = 'poll') = $4 AND run_at <= $2 \
+        AND (leased_until IS NULL OR leased_until < $2) ORDER BY run_at, id LIMIT 1 \
+        FOR UPDATE SKIP LOCKED) \
+     RETURNING id, kind, payload, attempts";
+
+fn notes_of_case_sql() -> String {
+    format!("SELECT {NOTE_COLUMNS} FROM notes WHERE ticket_ref = $1 ORDER BY id")
+}
+
 const NOTE_COLUMNS: &str = "id, ticket_ref, kind, body, psa_note_id, \
     CASE WHEN post_started_at IS NULL THEN 0 ELSE 1 END AS post_started";
 
@@ -1129,12 +1149,10 @@ impl Storage for SqlStorage {
     }
 
     async fn notes_for_case(&self, case_id: i64) -> Result<Vec<NoteRow>, StorageError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {NOTE_COLUMNS} FROM notes WHERE ticket_ref = $1 ORDER BY id"
-        ))
-        .bind(case_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&notes_of_case_sql())
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(note_from_row).collect()
     }
 
@@ -1175,19 +1193,8 @@ impl Storage for SqlStorage {
         // SQLite serialises writers, so one UPDATE … RETURNING claims atomically; on
         // PostgreSQL each replica skips the rows another is claiming at the same moment.
         let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "UPDATE jobs SET leased_until = $1, leased_by = $3, attempts = attempts + 1 WHERE id = (\
-                    SELECT id FROM jobs WHERE done = FALSE AND (kind = 'poll') = $4 AND run_at <= $2 \
-                    AND (leased_until IS NULL OR leased_until < $2) ORDER BY run_at, id LIMIT 1) \
-                 RETURNING id, kind, payload, attempts"
-            }
-            Dialect::Postgres => {
-                "UPDATE jobs SET leased_until = $1, leased_by = $3, attempts = attempts + 1 WHERE id = (\
-                    SELECT id FROM jobs WHERE NOT done AND (kind = 'poll') = $4 AND run_at <= $2 \
-                    AND (leased_until IS NULL OR leased_until < $2) ORDER BY run_at, id LIMIT 1 \
-                    FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, kind, payload, attempts"
-            }
+            Dialect::Sqlite => SQLITE_CLAIM_JOB,
+            Dialect::Postgres => POSTGRES_CLAIM_JOB,
         };
         let row = sqlx::query(sql)
             .bind(lease_until)
@@ -1952,4 +1959,48 @@ async fn push_history(
         last_deny: last_deny.as_deref().and_then(unix_seconds),
         last_fraud: last_fraud.as_deref().and_then(unix_seconds),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite does for `sql`, one line per step.
+    async fn plan(store: &SqlStorage, sql: &str, params: usize) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(&explain);
+        for _ in 0..params {
+            query = query.bind(Option::<i64>::None);
+        }
+        query
+            .fetch_all(&store.pool)
+            .await
+            .expect("plan")
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").expect("detail"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn claims_and_a_tickets_notes_are_found_through_indexes_not_scans() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/plan.db", dir.path().display());
+        let store = SqlStorage::connect_sqlite(&url).await.expect("database");
+
+        let claim = plan(&store, SQLITE_CLAIM_JOB, 4).await;
+        let notes = plan(&store, &notes_of_case_sql(), 1).await;
+
+        assert!(
+            claim
+                .iter()
+                .any(|d| d.contains("USING INDEX jobs_due_by_lane")),
+            "{claim:?}"
+        );
+        assert!(claim.iter().all(|d| !d.starts_with("SCAN")), "{claim:?}");
+        assert!(
+            notes.iter().any(|d| d.contains("INDEX notes_by_ticket")),
+            "{notes:?}"
+        );
+        assert!(notes.iter().all(|d| !d.starts_with("SCAN")), "{notes:?}");
+    }
 }

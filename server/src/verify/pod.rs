@@ -21,7 +21,9 @@ use crate::psa::connectwise::ConnectWiseClient;
 use crate::psa::source::connectwise_config;
 use crate::psa::{PsaError, PsaKind};
 use crate::secret::Secret;
-use crate::storage::{Attempt, AuditEntry, PsaConnectionRow, StorageError, Store, TicketCase};
+use crate::storage::{
+    Attempt, AuditEntry, Lane, PsaConnectionRow, StorageError, Store, TicketCase,
+};
 use crate::verify::flow::{now, now_ms, Flow, FlowError};
 use crate::verify::worker::Worker;
 
@@ -263,7 +265,7 @@ impl PodGate {
         let mut case = self.case_for(connection.id, ticket).await?;
         let deadline = Instant::now() + INTAKE_WAIT;
         while case.state == "received" && Instant::now() < deadline {
-            self.worker.nudge();
+            self.worker.nudge(Lane::Work);
             tokio::time::sleep(Duration::from_millis(100)).await;
             case = self.case_for(connection.id, ticket).await?;
         }

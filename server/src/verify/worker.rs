@@ -1,5 +1,6 @@
 //! Background work: takes due jobs from the database and runs them. Jobs survive restarts;
 //! a job whose lease runs out (its process stopped) is taken again.
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,11 @@ const MAX_BACKOFF_MS: u64 = 60_000;
 /// Work queued by this process wakes a worker at once; work queued by another replica is seen
 /// within this.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// While webhooks keep arriving (one within this), most intake workers wait: answering the
+/// PSA quickly comes first, and the stored deliveries are taken in right after the burst.
+const BURST_QUIET_MS: i64 = 50;
+/// How often a waiting worker looks whether the burst is over.
+const BURST_RECHECK: Duration = Duration::from_millis(20);
 
 #[derive(Clone)]
 pub struct Worker {
@@ -25,6 +31,8 @@ pub struct Worker {
     /// This process's name on the leases it holds: its process id, so an operator can tell
     /// whose a lease is, and a random part, unique across hosts and restarts.
     owner: Arc<str>,
+    /// When this process last received a webhook (milliseconds since the epoch).
+    last_webhook_ms: Arc<AtomicI64>,
 }
 
 impl Worker {
@@ -39,6 +47,7 @@ impl Worker {
                 std::process::id(),
                 uuid::Uuid::new_v4().simple()
             )),
+            last_webhook_ms: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -49,29 +58,52 @@ impl Worker {
         }
     }
 
-    /// Wakes an idle worker: call after queueing work.
-    pub fn nudge(&self) {
-        // One worker per lane: waking every idle worker would send them all to the database.
-        self.wake_work.notify_one();
-        self.wake_polls.notify_one();
+    /// Wakes one idle worker of `lane`: call after queueing a job in it. Waking every idle
+    /// worker, or a lane with nothing new, would only send them to the database for nothing.
+    pub fn nudge(&self, lane: Lane) {
+        match lane {
+            Lane::Work => self.wake_work.notify_one(),
+            Lane::Polls => self.wake_polls.notify_one(),
+        }
+    }
+
+    /// Call when a webhook arrives: during a burst most intake workers stand aside.
+    pub fn webhook_arrived(&self) {
+        self.last_webhook_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn in_webhook_burst(&self) -> bool {
+        now_ms().saturating_sub(self.last_webhook_ms.load(Ordering::Relaxed)) < BURST_QUIET_MS
+    }
+
+    /// Wakes a poller for a push just sent, and a worker for the note that says so.
+    pub fn nudge_after_push(&self) {
+        self.nudge(Lane::Polls);
+        self.nudge(Lane::Work);
     }
 
     /// Starts `workers` tasks for ticket intake and notes and `pollers` that wait on Duo for
     /// pushes' answers; abort them through the returned handles to stop them.
+    /// A quarter of the workers (at least one) keep taking in tickets during a webhook burst.
     pub fn spawn(&self, workers: usize, pollers: usize) -> Vec<tokio::task::AbortHandle> {
+        let steady = workers.div_ceil(4).max(1);
         let lanes = std::iter::repeat_n(Lane::Work, workers)
             .chain(std::iter::repeat_n(Lane::Polls, pollers));
         lanes
             .enumerate()
             .map(|(n, lane)| {
                 let me = self.clone();
-                tokio::spawn(async move { me.run(n, lane).await }).abort_handle()
+                let yields = lane == Lane::Work && n >= steady;
+                tokio::spawn(async move { me.run(n, lane, yields).await }).abort_handle()
             })
             .collect()
     }
 
-    async fn run(self, n: usize, lane: Lane) {
+    async fn run(self, n: usize, lane: Lane, yields_to_webhooks: bool) {
         loop {
+            while yields_to_webhooks && self.in_webhook_burst() {
+                tokio::time::sleep(BURST_RECHECK).await;
+            }
             match self
                 .flow
                 .store
@@ -147,7 +179,10 @@ impl Worker {
                 "job outlived its lease; left to the process that took it over"),
             Err(e) => tracing::error!(job.id = job.id, error = %e, "cannot record job result"),
         }
-        self.nudge();
+        // An intake queues its note and a poll its outcome note; a posted note queues nothing.
+        if job.kind != "note" {
+            self.nudge(Lane::Work);
+        }
     }
 
     fn backoff_ms(&self, attempts: i64) -> u64 {
