@@ -4,6 +4,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SITE := target/site
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+# wasm-split-cli, which splits the admin pages off the WebAssembly module, matches the
+# wasm_split_helpers that leptos builds in.
+WASM_SPLIT_VERSION := 0.2.4
 DEMO_DIR ?= data/demo
 
 .PHONY: demo test bench build site site-release tools e2e-deps browser clean fmt lint fuzz
@@ -36,12 +39,7 @@ bench: site-release
 site-release: tools
 	$(CARGO) build -p app --lib --target wasm32-unknown-unknown --profile wasm-release \
 		--no-default-features --features hydrate
-	mkdir -p target/site-release/pkg
-	wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
-		--out-name deskproof --out-dir target/site-release/pkg \
-		target/wasm32-unknown-unknown/wasm-release/app.wasm
-	cp style/main.css target/site-release/pkg/deskproof.css
-	cp -r public/. target/site-release/
+	$(call pack,wasm-release,target/site-release,--remove-name-section --remove-producers-section)
 
 build: site
 	$(CARGO) build -p deskproof
@@ -49,18 +47,38 @@ build: site
 # The browser half: WebAssembly built with the pinned wasm-bindgen, plus CSS and images.
 site: tools
 	$(CARGO) build -p app --lib --target wasm32-unknown-unknown --no-default-features --features hydrate
-	mkdir -p $(SITE)/pkg
-	wasm-bindgen --target web --no-typescript --out-name deskproof --out-dir $(SITE)/pkg \
-		target/wasm32-unknown-unknown/debug/app.wasm
-	cp style/main.css $(SITE)/pkg/deskproof.css
-	cp -r public/. $(SITE)/
+	$(call pack,debug,$(SITE),)
+
+# $(call pack,PROFILE,SITE,BINDGEN_FLAGS): wasm-split moves the admin pages' code into chunks
+# fetched on first use, wasm-bindgen makes the JS glue for the main module, and the chunks
+# (without their names sections: wasm-strip) and their loader go beside it in SITE/pkg.
+SPLIT_DIR = target/wasm-split/$(1)
+define pack
+	rm -rf $(SPLIT_DIR) $(2)/pkg && mkdir -p $(2)/pkg
+	wasm-split-cli --target web --out-name deskproof \
+		target/wasm32-unknown-unknown/$(1)/app.wasm $(SPLIT_DIR)
+	wasm-bindgen --target web --no-typescript --keep-lld-exports --no-demangle $(3) \
+		--out-name deskproof --out-dir $(2)/pkg $(SPLIT_DIR)/deskproof.wasm
+	find $(SPLIT_DIR) -name '*.wasm' ! -name deskproof.wasm -exec cp {} $(2)/pkg/ \;
+	find $(2)/pkg -name '*.wasm' ! -name deskproof_bg.wasm -exec wasm-strip {} \;
+	cp $(SPLIT_DIR)/__wasm_split.js $(2)/pkg/
+	cp style/main.css $(2)/pkg/deskproof.css
+	cp -r public/. $(2)/
+endef
 
 tools:
+	@command -v wasm-strip >/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wabt; }
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
 		|| rustup target add wasm32-unknown-unknown
 	@if [ "$$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$(WASM_BINDGEN_VERSION)" ]; then \
 		echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
 		$(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+	@if ! $(CARGO) install --list | grep -qx "wasm_split_cli_support v$(WASM_SPLIT_VERSION):"; then \
+		echo "installing wasm-split-cli $(WASM_SPLIT_VERSION)"; \
+		$(CARGO) install --locked wasm_split_cli_support --version $(WASM_SPLIT_VERSION) \
+			--features build-binary; \
 	fi
 
 browser:

@@ -17,11 +17,15 @@ pub use shell::{shell, App};
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
-    // A marker browser tests wait for before they click.
-    let _ = js_sys::Reflect::set(
-        &js_sys::global(),
-        &"__deskproof_hydrated".into(),
-        &wasm_bindgen::JsValue::TRUE,
-    );
+    // An admin page's code is fetched before the page is hydrated (see `shell`), so hydration
+    // is asynchronous; the marker browser tests wait for before they click is set after it.
+    wasm_bindgen_futures::spawn_local(async {
+        let app = leptos::mount::hydrate_from_async(leptos::tachys::dom::body(), App).await;
+        app.forget();
+        let _ = js_sys::Reflect::set(
+            &js_sys::global(),
+            &"__deskproof_hydrated".into(),
+            &wasm_bindgen::JsValue::TRUE,
+        );
+    });
 }

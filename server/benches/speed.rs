@@ -683,21 +683,53 @@ async fn main() {
     } else {
         site
     };
-    let wasm = gzip_size(&site.join("pkg/deskproof_bg.wasm"));
-    let js = gzip_size(&site.join("pkg/deskproof.js"));
-    let css = gzip_size(&site.join("pkg/deskproof.css"));
-    match (wasm, js, css) {
-        (Some(wasm), Some(js), Some(css)) => {
-            let kb = |b: usize| b as f64 / 1024.0;
+    let pkg = site.join("pkg");
+    let wasm = gzip_size(&pkg.join("deskproof_bg.wasm"));
+    let js = gzip_size(&pkg.join("deskproof.js"));
+    let loader = gzip_size(&pkg.join("__wasm_split.js"));
+    let css = gzip_size(&pkg.join("deskproof.css"));
+    // The admin pages' chunks: every other module in the folder.
+    let chunks: Vec<usize> = std::fs::read_dir(&pkg)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|e| e == "wasm")
+                        && p.file_name().is_some_and(|n| n != "deskproof_bg.wasm")
+                })
+                .filter_map(|p| gzip_size(&p))
+                .collect()
+        })
+        .unwrap_or_default();
+    match (wasm, js, loader, css) {
+        (Some(wasm), Some(js), Some(loader), Some(css)) => {
+            let kb = |b: usize| b as f64 / 1000.0;
+            let first = wasm + js + loader;
             rows.push(row(
-                "WebAssembly bundle (wasm + JS glue), gzip -9",
-                format!("{:.0} KiB ({:.0} + {:.0})", kb(wasm + js), kb(wasm), kb(js)),
+                "WebAssembly every page loads (module + JS glue + chunk loader), gzip -9",
+                format!(
+                    "{:.0} kB ({:.0} + {:.0} + {:.0})",
+                    kb(first),
+                    kb(wasm),
+                    kb(js),
+                    kb(loader)
+                ),
                 "≤ 400 KB",
-                Some((wasm + js) as f64 <= 400_000.0),
+                Some(first <= 400_000),
+            ));
+            rows.push(row(
+                format!(
+                    "Admin pages' chunks, fetched when an admin page is first shown ({} chunks), \
+                     gzip -9",
+                    chunks.len()
+                ),
+                format!("{:.0} kB in all", kb(chunks.iter().sum())),
+                "",
+                None,
             ));
             rows.push(row(
                 "Stylesheet, gzip -9",
-                format!("{:.1} KiB", kb(css)),
+                format!("{:.1} kB", kb(css)),
                 "",
                 None,
             ));

@@ -722,6 +722,9 @@ fn Connections() -> impl IntoView {
     let create = ServerAction::<SaveConnection>::new();
     let map = ServerAction::<SaveMapping>::new();
     let edits = RwSignal::new(0usize);
+    // A save reloads the list, which draws every card again: the answer is kept here so the
+    // card still says it was saved.
+    let last_saved = RwSignal::new(None::<(i64, FormReply)>);
     let settings =
         settings_resource(move || create.version().get() + map.version().get() + edits.get());
     let create_reply = reply_signal!(create);
@@ -738,7 +741,7 @@ fn Connections() -> impl IntoView {
                         .connections
                         .iter()
                         .cloned()
-                        .map(|c| view! { <ConnectionCard conn=c edits /> })
+                        .map(|c| view! { <ConnectionCard conn=c edits last_saved /> })
                         .collect_view()}
                     <h2>"Company mappings"</h2>
                     <p class="muted">
@@ -807,21 +810,34 @@ fn Connections() -> impl IntoView {
 }
 
 #[component]
-fn ConnectionCard(conn: ConnectionView, edits: RwSignal<usize>) -> impl IntoView {
+fn ConnectionCard(
+    conn: ConnectionView,
+    edits: RwSignal<usize>,
+    last_saved: RwSignal<Option<(i64, FormReply)>>,
+) -> impl IntoView {
     let save = ServerAction::<SaveConnection>::new();
     let test = ServerAction::<TestConnection>::new();
     let connect = ServerAction::<ConnectPsa>::new();
+    let id = conn.id;
     Effect::new(move |_| {
         if let Some(Ok(r)) = save.value().get() {
             if r.ok() {
+                last_saved.set(Some((id, r)));
                 edits.update(|n| *n += 1);
             }
         }
     });
-    let reply = reply_signal!(save);
+    let own_reply = reply_signal!(save);
+    let reply = Signal::derive(move || {
+        own_reply.get().or_else(|| {
+            last_saved
+                .get()
+                .filter(|(saved, _)| *saved == id)
+                .map(|(_, r)| r)
+        })
+    });
     let test_reply = test_signal!(test);
     let connect_reply = test_signal!(connect);
-    let id = conn.id;
     let label = psa_kind(&conn.kind).map(|k| k.label).unwrap_or("PSA");
     let one_click = psa_kind(&conn.kind).is_some_and(|k| k.one_click_connect);
     view! {
