@@ -52,6 +52,25 @@ pub struct AdminService {
     pub webhook_checkers: crate::http::hooks::WebhookCheckers,
 }
 
+/// What is wrong with a name typed into a form, if anything: names are shown in lists, notes
+/// and the audit log, so tabs, line breaks and characters that are invisible or turn the text
+/// around (which can make two names look alike) are refused.
+fn name_problem(name: &str) -> Option<&'static str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c,
+                '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+    };
+    if name.chars().count() > 100 {
+        Some("A name has at most 100 characters.")
+    } else if name.chars().any(hidden) {
+        Some("Use visible characters only: no tabs, line breaks or invisible characters.")
+    } else {
+        None
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> BackendError {
     tracing::error!(error = %e, "administration failed");
     BackendError::Internal
@@ -517,11 +536,8 @@ impl AdminBackend for AdminService {
         if name.is_empty() {
             return Ok(FormReply::field("name", "Enter a name."));
         }
-        if name.chars().count() > 100 {
-            return Ok(FormReply::field(
-                "name",
-                "A name has at most 100 characters.",
-            ));
+        if let Some(problem) = name_problem(name) {
+            return Ok(FormReply::field("name", problem));
         }
         let (action, detail) = match id {
             None => ("organization created", format!("name {name:?}")),
@@ -638,10 +654,8 @@ impl AdminBackend for AdminService {
             reply
                 .errors
                 .insert("name".into(), "Enter a name for this connection.".into());
-        } else if name.chars().count() > 100 {
-            reply
-                .errors
-                .insert("name".into(), "A name has at most 100 characters.".into());
+        } else if let Some(problem) = name_problem(name) {
+            reply.errors.insert("name".into(), problem.into());
         }
         let (existing, mut settings) = match id {
             Some(id) => {
@@ -1000,16 +1014,18 @@ impl AdminBackend for AdminService {
                 }
             }
         }
-        if !reply.ok() {
-            return Ok(reply);
-        }
+        // The numbers that parsed are checked against their ranges too, so every problem is
+        // shown at once.
         let settings: PolicySettings =
             serde_json::from_value(serde_json::Value::Object(values)).map_err(internal)?;
-        if let Err(e) = settings.validate() {
-            return Ok(FormReply::field(
-                e.field,
-                format!("Must be {}.", { e.message.trim_start_matches("must be ") }),
-            ));
+        for e in settings.problems() {
+            reply.errors.insert(
+                e.field.into(),
+                format!("Must be {}.", e.message.trim_start_matches("must be ")),
+            );
+        }
+        if !reply.ok() {
+            return Ok(reply);
         }
         let org_name = match organization_id {
             Some(id) => Some(
@@ -1069,11 +1085,8 @@ impl AdminBackend for AdminService {
                 .insert("role".into(), "Choose technician or admin.".into());
         }
         let display = field(fields, "display_name");
-        if display.chars().count() > 100 {
-            reply.errors.insert(
-                "display_name".into(),
-                "A name has at most 100 characters.".into(),
-            );
+        if let Some(problem) = name_problem(display) {
+            reply.errors.insert("display_name".into(), problem.into());
         }
         let Some(role) = role.filter(|_| reply.ok()) else {
             return Ok(reply);
@@ -1240,6 +1253,21 @@ impl AdminBackend for AdminService {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_with_tabs_or_invisible_characters_are_refused() {
+        assert_eq!(super::name_problem("Contoso Ltd. (Zürich)"), None);
+        for bad in [
+            "Con\ttoso",
+            "Contoso\n",
+            "Con\u{200B}toso",
+            "\u{202E}osotnoC",
+            "Con\u{FEFF}toso",
+        ] {
+            assert!(super::name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(super::name_problem(&"x".repeat(101)).is_some());
+    }
+
     use super::*;
 
     fn row(detail: &str) -> AuditRow {

@@ -123,6 +123,14 @@ pub struct PolicyError {
 impl PolicySettings {
     /// Checks every set value against its allowed range; the first bad field is named.
     pub fn validate(&self) -> Result<(), PolicyError> {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every set value outside its allowed range, in form order.
+    pub fn problems(&self) -> Vec<PolicyError> {
         let ranges: [(&'static str, Option<i64>, i64, i64); 10] = [
             ("push_timeout_secs", self.push_timeout_secs, 30, 600),
             ("link_lifetime_hours", self.link_lifetime_hours, 1, 24 * 90),
@@ -155,17 +163,18 @@ impl PolicySettings {
             ("fraud_lock_hours", self.fraud_lock_hours, 0, 24 * 30),
             ("verified_minutes", self.verified_minutes, 0, 24 * 60),
         ];
+        let mut problems = Vec::new();
         for (field, value, min, max) in ranges {
             if let Some(v) = value {
                 if !(min..=max).contains(&v) {
-                    return Err(PolicyError {
+                    problems.push(PolicyError {
                         field,
                         message: format!("must be between {min} and {max}"),
                     });
                 }
             }
         }
-        Ok(())
+        problems
     }
 }
 
@@ -217,5 +226,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_out_of_range_value_is_named_at_once() {
+        let s = PolicySettings {
+            push_timeout_secs: Some(5),
+            pushes_per_ticket: Some(2),
+            verified_minutes: Some(-1),
+            ..Default::default()
+        };
+        let fields: Vec<_> = s.problems().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["push_timeout_secs", "verified_minutes"]);
     }
 }

@@ -138,6 +138,19 @@ async fn a_technician_gets_403_from_every_admin_page_function_and_the_export() {
         let (status, body) = call(&app.client, &app.url, function, &form).await;
         assert_eq!(status, 403, "{function}: {body}");
     }
+    // Arguments the function could not even read are refused as the caller's, not the form's.
+    for (function, form) in [
+        ("save_organization", vec![("nonsense", "1")]),
+        ("set_user_disabled", vec![("id", "not a number")]),
+        ("reset_password", vec![]),
+    ] {
+        let (status, body) = call(&app.client, &app.url, function, &form).await;
+        assert_eq!(status, 403, "{function}: {body}");
+        assert_eq!(
+            body, "ServerError|You are not allowed to do that.",
+            "{function}"
+        );
+    }
     let orgs = app.count("SELECT COUNT(*) FROM organizations").await;
     assert_eq!(orgs, orgs_before, "nothing was created");
 
@@ -448,12 +461,21 @@ async fn forms_name_each_bad_field_and_store_nothing_half_way() {
             ("organization_id", &org),
             ("fields[push_timeout_secs]", "5"),
             ("fields[pushes_per_ticket]", "many"),
+            ("fields[verified_minutes]", "-1"),
         ],
     )
     .await;
     assert_eq!(
         reply["errors"]["pushes_per_ticket"],
         "Enter a whole number."
+    );
+    assert_eq!(
+        reply["errors"]["push_timeout_secs"],
+        "Must be between 30 and 600."
+    );
+    assert_eq!(
+        reply["errors"]["verified_minutes"],
+        "Must be between 0 and 1440."
     );
     let reply = ok(
         &admin,

@@ -9,6 +9,7 @@ use tower_sessions::Session;
 use app::admin::AuditQuery;
 use app::backend::BackendError;
 
+use crate::http::guard::refuse_call;
 use crate::http::AppState;
 
 /// Whether a path is an admin page (or the CSV export under it).
@@ -42,6 +43,21 @@ pub async fn admin_pages_guard(
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_owned();
+    // Admin server functions: who may call is checked before the arguments are read, so a
+    // technician is told 403 whatever the call carries.
+    if path.starts_with("/api/admin/") {
+        let Some(session) = request.extensions().get::<Session>().cloned() else {
+            return refuse_call(StatusCode::UNAUTHORIZED, "Please sign in.");
+        };
+        return match state.admin.require_admin(&session).await {
+            Ok(_) => next.run(request).await,
+            Err(e @ (BackendError::Unauthenticated | BackendError::Forbidden)) => {
+                tracing::info!(path = %path, "admin function refused");
+                refuse_call(status_of(&e), &e.to_string())
+            }
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        };
+    }
     if !is_admin_path(&path) {
         return next.run(request).await;
     }
@@ -72,24 +88,27 @@ fn path_query_value(path: &str) -> String {
         .collect()
 }
 
+fn status_of(e: &BackendError) -> StatusCode {
+    match e {
+        BackendError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        BackendError::Forbidden => StatusCode::FORBIDDEN,
+        BackendError::Invalid(_) => StatusCode::BAD_REQUEST,
+        BackendError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// `GET /audit/export.csv?organization=&connection=&ticket=&technician=&outcome=&from=&to=`
 pub async fn audit_export(
     State(state): State<AppState>,
     session: Session,
     Query(query): Query<AuditQuery>,
 ) -> Response {
-    let status = |e: &BackendError| match e {
-        BackendError::Unauthenticated => StatusCode::UNAUTHORIZED,
-        BackendError::Forbidden => StatusCode::FORBIDDEN,
-        BackendError::Invalid(_) => StatusCode::BAD_REQUEST,
-        BackendError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    };
     if let Err(e) = state.admin.require_admin(&session).await {
-        return (status(&e), e.to_string()).into_response();
+        return (status_of(&e), e.to_string()).into_response();
     }
     let filter = match state.admin.audit_filter(&query) {
         Ok(filter) => filter,
-        Err(e) => return (status(&e), e.to_string()).into_response(),
+        Err(e) => return (status_of(&e), e.to_string()).into_response(),
     };
     // Streamed a page of rows at a time: every matching entry, however many.
     let body = Body::from_stream(state.admin.audit_csv_stream(filter));

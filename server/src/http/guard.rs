@@ -46,7 +46,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 /// [`refuse`] for a server function: the body is in the framework's error form
 /// (`ServerError|message`), so the page shows the message itself rather than a decoding error.
-fn refuse_call(status: StatusCode, message: &str) -> Response {
+pub(crate) fn refuse_call(status: StatusCode, message: &str) -> Response {
     (status, format!("ServerError|{message}")).into_response()
 }
 

@@ -26,13 +26,22 @@ pub fn inert(text: &str) -> String {
 
 pub const PUSH_TEXT_PREFIX: &str = "Verification is required for the ticket you submitted: ";
 
-/// What the contact sees in Duo Mobile.
+/// What the contact sees in Duo Mobile: the title on one line, each run of line breaks, tabs
+/// and other control characters (and the spaces beside them) read as one space.
 pub fn push_text(ticket_title: &str) -> String {
-    let title: String = ticket_title
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let mut title = String::new();
+    let mut gap = false;
+    for c in ticket_title.chars().take(200) {
+        if c.is_control() || c.is_whitespace() {
+            gap = !title.is_empty();
+        } else {
+            if gap {
+                title.push(' ');
+                gap = false;
+            }
+            title.push(c);
+        }
+    }
     format!("{PUSH_TEXT_PREFIX}\"{title}\"")
 }
 
@@ -141,8 +150,11 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_are_dropped_from_the_push() {
-        assert_eq!(push_text("a\nb\u{7}"), format!("{PUSH_TEXT_PREFIX}\"ab\""));
+    fn line_breaks_and_control_characters_read_as_one_space_in_the_push() {
+        assert_eq!(
+            push_text(" Password\r\n reset\u{7}\tfor  Alex \n"),
+            format!("{PUSH_TEXT_PREFIX}\"Password reset for Alex\"")
+        );
     }
 
     #[test]

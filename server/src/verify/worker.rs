@@ -25,6 +25,9 @@ pub struct Worker {
     flow: Flow,
     /// One per lane, so a wake-up reaches one idle worker that can take the new job.
     wake_work: Arc<Notify>,
+    /// For the workers that stand aside during a webhook burst, so a wake-up meant for new work
+    /// never lands on one that would only wait.
+    wake_extra: Arc<Notify>,
     wake_polls: Arc<Notify>,
     /// How long a claimed job stays with this process; longer than Duo's long poll.
     lease_ms: i64,
@@ -40,6 +43,7 @@ impl Worker {
         Worker {
             flow,
             wake_work: Arc::new(Notify::new()),
+            wake_extra: Arc::new(Notify::new()),
             wake_polls: Arc::new(Notify::new()),
             lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
             owner: Arc::from(format!(
@@ -58,11 +62,17 @@ impl Worker {
         }
     }
 
-    /// Wakes one idle worker of `lane`: call after queueing a job in it. Waking every idle
-    /// worker, or a lane with nothing new, would only send them to the database for nothing.
+    /// Wakes one idle worker of `lane` (and, outside a webhook burst, one of those that stand
+    /// aside during bursts): call after queueing a job in it. Waking every idle worker, or a
+    /// lane with nothing new, would only send them to the database for nothing.
     pub fn nudge(&self, lane: Lane) {
         match lane {
-            Lane::Work => self.wake_work.notify_one(),
+            Lane::Work => {
+                self.wake_work.notify_one();
+                if !self.in_webhook_burst() {
+                    self.wake_extra.notify_one();
+                }
+            }
             Lane::Polls => self.wake_polls.notify_one(),
         }
     }
@@ -118,6 +128,7 @@ impl Worker {
                 Ok(Some(job)) => self.handle(job).await,
                 Ok(None) => {
                     let wake = match lane {
+                        Lane::Work if yields_to_webhooks => &self.wake_extra,
                         Lane::Work => &self.wake_work,
                         Lane::Polls => &self.wake_polls,
                     };
