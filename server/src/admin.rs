@@ -615,24 +615,45 @@ impl AdminBackend for AdminService {
         let Some(organization) = organization.filter(|_| reply.ok()) else {
             return Ok(reply);
         };
-        let mut audit = Self::change(
-            &admin,
-            "company mapped",
-            Some(organization.id),
-            format!(
+        // A company mapped before is moved: the reply and the audit log name where it was.
+        let previous = match self
+            .store
+            .organization_for_company(connection.id, company)
+            .await
+            .map_err(internal)?
+        {
+            Some(id) if id != organization.id => self
+                .store
+                .organization(id)
+                .await
+                .map_err(internal)?
+                .map(|o| o.name),
+            _ => None,
+        };
+        let detail = match &previous {
+            Some(was) => format!(
+                "{} company {company} from {was:?} to {:?}",
+                connection.name, organization.name
+            ),
+            None => format!(
                 "{} company {company} to {:?}",
                 connection.name, organization.name
             ),
-        );
+        };
+        let mut audit = Self::change(&admin, "company mapped", Some(organization.id), detail);
         audit.connection_id = Some(connection.id);
         self.store
             .save_company_mapping(connection.id, company, organization.id, &audit)
             .await
             .map_err(internal)?;
-        Ok(FormReply::done(format!(
-            "Company {company} now belongs to {}.",
-            organization.name
-        )))
+        Ok(FormReply::done(match previous {
+            Some(was) => format!(
+                "Company {company} now belongs to {} (it belonged to {was}); its new tickets \
+                 are verified with {}'s Duo account.",
+                organization.name, organization.name
+            ),
+            None => format!("Company {company} now belongs to {}.", organization.name),
+        }))
     }
 
     async fn save_connection(

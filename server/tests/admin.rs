@@ -1680,3 +1680,62 @@ pod_origins = ["https://na.myconnectwise.net", "{screen}"]
     assert_eq!(after_bad, expected, "a refused form stores nothing");
     assert_eq!(after_change, "frame-ancestors https://eu.myconnectwise.net");
 }
+
+#[tokio::test]
+async fn moving_a_company_to_another_organization_names_where_it_was() {
+    // Arrange: company 4242 of the demo connection belongs to Northwind.
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    for name in ["Northwind", "Southwind"] {
+        ok(
+            &admin,
+            url,
+            "save_organization",
+            &[("id", ""), ("name", name)],
+        )
+        .await;
+    }
+    let s = settings(&admin, url).await;
+    let (north, south) = (
+        org_id(&s, "Northwind").to_string(),
+        org_id(&s, "Southwind").to_string(),
+    );
+    let connection = app.world.connection_id.to_string();
+    let map = |org: String| {
+        let (admin, connection) = (admin.clone(), connection.clone());
+        async move {
+            ok(
+                &admin,
+                url,
+                "save_mapping",
+                &[
+                    ("connection_id", connection.as_str()),
+                    ("company_id", "4242"),
+                    ("organization_id", org.as_str()),
+                ],
+            )
+            .await
+        }
+    };
+    let first = map(north).await;
+
+    // Act
+    let moved = map(south).await;
+
+    // Assert
+    assert_eq!(first["message"], "Company 4242 now belongs to Northwind.");
+    assert!(
+        moved["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("now belongs to Southwind (it belonged to Northwind)")),
+        "{moved}"
+    );
+    let audited = app
+        .count(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'company mapped' \
+             AND detail LIKE '%company 4242 from \"Northwind\" to \"Southwind\"'",
+        )
+        .await;
+    assert_eq!(audited, 1);
+}
