@@ -539,6 +539,13 @@ mod server {
             company_id: &str,
             organization_id: &str,
         ) -> BackendResult<FormReply>;
+        /// Removes a company's mapping: its new tickets are no longer verified.
+        async fn remove_mapping(
+            &self,
+            session: &Session,
+            connection_id: i64,
+            company_id: &str,
+        ) -> BackendResult<FormReply>;
         /// Creates (`id` empty) or updates a PSA connection. Blank secret fields of an existing
         /// connection keep their stored value.
         async fn save_connection(
@@ -666,6 +673,14 @@ pub async fn save_mapping(
     organization_id: String,
 ) -> Result<FormReply, ServerFnError> {
     admin_call!(|b, s| b.save_mapping(&s, &connection_id, &company_id, &organization_id))
+}
+
+#[server(prefix = "/api", endpoint = "admin/remove_mapping")]
+pub async fn remove_mapping(
+    connection_id: i64,
+    company_id: String,
+) -> Result<FormReply, ServerFnError> {
+    admin_call!(|b, s| b.remove_mapping(&s, connection_id, &company_id))
 }
 
 #[server(prefix = "/api", endpoint = "admin/save_connection")]

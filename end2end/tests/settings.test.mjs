@@ -136,7 +136,9 @@ test('an admin sets up an organization that a verification then uses, all audite
   assert.match(podPage.headers()['content-security-policy'], new RegExp(`(^|; )frame-ancestors ${cwOrigin}(;|$)`));
   await clickAndWait(admin, '[data-testid=connect-psa]', 'connect_psa');
   const connected = await admin.textContent('[data-testid=connect-result]');
-  assert.match(connected, /Created ticket callback \d+: .*\/hooks\/connectwise\/1\?recordId=/);
+  // The demo's ConnectWise already calls deskproof back, so Connect adds no second callback.
+  assert.match(connected, /Ticket callback already registered \(id \d+\): .*\/hooks\/connectwise\/1\?recordId=/);
+  assert.doesNotMatch(connected, /Created ticket callback/);
   assert.match(connected, /Created pod \d+ on screen 25/);
   await admin.locator('[data-testid=connect-result]').scrollIntoViewIfNeeded();
   await screenshot(admin, 'settings-connect');
@@ -301,6 +303,37 @@ test('an MSP child account is picked from Duo\'s list and verifies with Duo\'s c
   await phone.click('button.approve');
   await tech.waitForSelector('[data-testid=status]:has-text("Approved")', { timeout: 20000 });
   await phone.close();
+});
+
+test('an admin removes a company mapping from its row', async () => {
+  const app = demo.urls.app;
+  const admin = await browser.newPage();
+  await signIn(admin, app, DEMO_ADMIN);
+  await admin.waitForSelector('nav a[href="/settings"]');
+  await admin.goto(`${app}/settings/connections`);
+  await admin.waitForSelector('[data-testid=mapping-form]');
+  await waitForHydration(admin);
+  await admin.fill('#map-company', '9090');
+  await admin.selectOption('#map-organization', { label: 'Contoso' });
+  await clickAndWait(admin, '[data-testid=save-mapping]', 'save_mapping');
+  const row = admin.locator('[data-testid=mappings] tr', { has: admin.locator('td:text-is("9090")') });
+  await row.waitFor();
+
+  await Promise.all([
+    admin.waitForResponse((r) => r.url().includes('/api/admin/remove_mapping')),
+    row.locator('[data-testid=remove-mapping]').click(),
+  ]);
+
+  await admin.waitForSelector('[data-testid=mapping-removed] [data-testid=saved]');
+  assert.match(
+    await admin.textContent('[data-testid=mapping-removed]'),
+    /Company 9090 of ConnectWise \(simulator\) no longer belongs to Contoso/,
+  );
+  await row.waitFor({ state: 'detached' });
+  assert.equal(await admin.locator('[data-testid=mappings] td:text-is("9090")').count(), 0);
+  await admin.goto(`${app}/audit?technician=Demo%20Admin`);
+  await admin.waitForSelector('[data-testid=audit-table]');
+  assert.match(await admin.textContent('[data-testid=audit-table]'), /company unmapped/);
 });
 
 test('a technician sees no admin links and gets 403 from every admin page', async () => {

@@ -18,6 +18,7 @@ use app::model::Role;
 use deskproof::crypto::MasterKey;
 use deskproof::duo::types::PushRequest;
 use deskproof::policy::PolicySettings;
+use deskproof::psa::connectwise::callback::deskproof_callback_url;
 use deskproof::psa::connectwise::ConnectWiseClient;
 use deskproof::psa::{ContactId, TicketId};
 use deskproof::sim::demo::{seed_world_in, DemoWorld};
@@ -201,9 +202,9 @@ async fn world(db_url: Option<String>, users: usize, contacts: usize) -> World {
 
 impl World {
     fn point_at(&self, deskproof: &Deskproof) {
-        self.world.cw.set_callback_url(Some(format!(
-            "{}/hooks/connectwise/{}?recordId=",
-            deskproof.url, self.world.connection_id
+        self.world.cw.set_callback_url(Some(deskproof_callback_url(
+            &deskproof.url,
+            self.world.connection_id,
         )));
     }
 

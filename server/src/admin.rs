@@ -149,10 +149,7 @@ impl AdminService {
     }
 
     pub fn callback_url(&self, connection_id: i64) -> String {
-        format!(
-            "{}/hooks/connectwise/{connection_id}?recordId=",
-            self.public_url.trim_end_matches('/')
-        )
+        crate::psa::connectwise::callback::deskproof_callback_url(&self.public_url, connection_id)
     }
 
     /// Where the PSA of a connection of this kind delivers its ticket events: the ConnectWise
@@ -654,6 +651,64 @@ impl AdminBackend for AdminService {
             ),
             None => format!("Company {company} now belongs to {}.", organization.name),
         }))
+    }
+
+    async fn remove_mapping(
+        &self,
+        session: &Session,
+        connection_id: i64,
+        company_id: &str,
+    ) -> BackendResult<FormReply> {
+        let admin = self.require_admin(session).await?;
+        let connection = self
+            .store
+            .psa_connection(connection_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| invalid("Unknown PSA connection."))?;
+        let company = company_id.trim();
+        let not_mapped = || {
+            invalid(format!(
+                "Company {company} of {} is not mapped.",
+                connection.name
+            ))
+        };
+        let organization = match self
+            .store
+            .organization_for_company(connection.id, company)
+            .await
+            .map_err(internal)?
+        {
+            Some(id) => self.store.organization(id).await.map_err(internal)?,
+            None => None,
+        };
+        let Some(organization) = organization else {
+            return Err(not_mapped());
+        };
+        let mut audit = Self::change(
+            &admin,
+            "company unmapped",
+            Some(organization.id),
+            format!(
+                "{} company {company} from {:?}",
+                connection.name, organization.name
+            ),
+        );
+        audit.connection_id = Some(connection.id);
+        let removed = self
+            .store
+            .remove_company_mapping(connection.id, company, &audit)
+            .await
+            .map_err(internal)?;
+        if removed.is_none() {
+            // Removed by another admin since it was read.
+            return Err(not_mapped());
+        }
+        Ok(FormReply::done(format!(
+            "Company {company} of {} no longer belongs to {}; its new tickets get a note that \
+             the company is not mapped.",
+            connection.name, organization.name
+        )))
     }
 
     async fn save_connection(

@@ -131,6 +131,10 @@ async fn a_technician_gets_403_from_every_admin_page_function_and_the_export() {
             ],
         ),
         (
+            "remove_mapping",
+            vec![("connection_id", "1"), ("company_id", "250")],
+        ),
+        (
             "save_connection",
             vec![("id", ""), ("kind", "connectwise"), ("name", "x")],
         ),
@@ -1738,4 +1742,92 @@ async fn moving_a_company_to_another_organization_names_where_it_was() {
         )
         .await;
     assert_eq!(audited, 1);
+}
+
+#[tokio::test]
+async fn a_removed_mapping_stops_verifying_the_companys_new_tickets_and_is_audited() {
+    // Arrange: the demo company is mapped to Contoso.
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let connection = app.world.connection_id.to_string();
+    let company = app.world.company.to_string();
+    let form = [
+        ("connection_id", connection.as_str()),
+        ("company_id", company.as_str()),
+    ];
+
+    // Act
+    let removed = ok(&admin, url, "remove_mapping", &form).await;
+    let again = call(&admin, url, "remove_mapping", &form).await;
+    let ticket = app
+        .new_ticket(app.world.contacts.alex, "Reset after unmapping")
+        .await;
+
+    // Assert
+    assert!(
+        removed["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("Company {company} of ")))
+            && removed["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no longer belongs to Contoso")),
+        "{removed}"
+    );
+    assert_eq!(again.0, 400, "{:?}", again.1);
+    assert!(
+        again.1.as_str().is_some_and(
+            |b| b.contains(&format!("Company {company} of ")) && b.contains("is not mapped.")
+        ),
+        "{:?}",
+        again.1
+    );
+    let s = settings(&admin, url).await;
+    let still_mapped = s["mappings"].as_array().expect("mappings").iter().any(|m| {
+        m["company_id"] == company.as_str() && m["connection_id"] == app.world.connection_id
+    });
+    assert!(!still_mapped, "{s}");
+    let notes = app.wait_for_note(ticket, "is not mapped").await;
+    assert!(
+        support::flow::token_in(&notes[0].text).is_none(),
+        "{notes:?}"
+    );
+    let audited = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'company unmapped' \
+             AND organization_id = {} AND detail LIKE '%company {company} from \"Contoso\"'",
+            app.world.organization_id
+        ))
+        .await;
+    assert_eq!(audited, 1, "one entry: the second removal changed nothing");
+}
+
+#[tokio::test]
+async fn removing_a_mapping_of_an_unknown_connection_is_refused_and_changes_nothing() {
+    // Arrange
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let company = app.world.company.to_string();
+    let before = app.count("SELECT COUNT(*) FROM company_mappings").await;
+
+    // Act
+    let (status, body) = call(
+        &admin,
+        &app.url,
+        "remove_mapping",
+        &[("connection_id", "999"), ("company_id", company.as_str())],
+    )
+    .await;
+
+    // Assert
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.as_str()
+            .is_some_and(|b| b.contains("Unknown PSA connection.")),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM company_mappings").await,
+        before
+    );
 }

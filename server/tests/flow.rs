@@ -369,6 +369,48 @@ async fn a_contact_without_a_last_name_gets_a_note_naming_the_missing_field_and_
 }
 
 #[tokio::test]
+async fn a_ticket_whose_contact_belongs_to_another_company_gets_a_note_and_no_push() {
+    // Arrange: Fabrikam is mapped to the same organization, so only the company check stands
+    // between the ticket and a push to the Duo user who shares the contact's e-mail.
+    let app = spawn_flow().await;
+    let fabrikam = app.world.cw.add_company("Fabrikam");
+    app.store
+        .map_company(
+            app.world.connection_id,
+            &fabrikam.to_string(),
+            app.world.organization_id,
+        )
+        .await
+        .expect("mapping");
+    let contact = app.world.cw.add_contact_at(
+        Some(fabrikam),
+        "Alex",
+        "Example",
+        "alex.example@contoso.example",
+    );
+
+    // Act: a Contoso ticket with Fabrikam's contact.
+    let ticket = app.new_ticket(contact, "Reset my MFA").await;
+
+    // Assert
+    let notes = app
+        .wait_for_note(ticket, "belongs to another company")
+        .await;
+    app.wait_until_idle().await;
+    assert_eq!(app.note_texts(ticket).len(), 1, "{notes:#?}");
+    let text = &notes[0].text;
+    assert!(notes[0].internal_analysis_flag, "{:?}", notes[0]);
+    assert!(text.contains("it is for Contoso"), "{text}");
+    assert!(text.contains(&format!("company id {fabrikam}")), "{text}");
+    assert!(token_in(text).is_none(), "no link: {text}");
+    let case = app.case_of(ticket).await.expect("stored case");
+    assert_eq!(case.state, "contact_elsewhere");
+    assert_eq!(case.organization_id, None);
+    assert_eq!(app.count("SELECT COUNT(*) FROM attempts").await, 0);
+    assert!(app.world.duo.pushes().is_empty());
+}
+
+#[tokio::test]
 async fn a_callback_with_a_wrong_signature_is_refused_and_nothing_is_stored() {
     // Arrange: a ticket whose own callback does not reach deskproof.
     let app = spawn_flow().await;

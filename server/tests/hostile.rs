@@ -1280,6 +1280,13 @@ fn admin_functions(app: &FlowApp) -> Vec<(&'static str, Vec<(&'static str, Strin
             ],
         ),
         (
+            "remove_mapping",
+            vec![
+                ("connection_id", connection.clone()),
+                ("company_id", app.world.company.to_string()),
+            ],
+        ),
+        (
             "save_connection",
             vec![
                 ("id", String::new()),

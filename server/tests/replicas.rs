@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use app::model::Role;
 use deskproof::crypto::MasterKey;
+use deskproof::psa::connectwise::callback::deskproof_callback_url;
 use deskproof::psa::{ContactId, TicketId};
 use deskproof::sim::demo::{seed_world_in, DemoWorld};
 use deskproof::sim::duo::SimUser;
@@ -105,9 +106,9 @@ async fn seeded(dir: &Path) -> (String, Store, DemoWorld) {
 }
 
 fn point_callbacks_at(world: &DemoWorld, process: &Process) {
-    world.cw.set_callback_url(Some(format!(
-        "{}/hooks/connectwise/{}?recordId=",
-        process.url, world.connection_id
+    world.cw.set_callback_url(Some(deskproof_callback_url(
+        &process.url,
+        world.connection_id,
     )));
 }
 

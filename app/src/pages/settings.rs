@@ -5,7 +5,7 @@ use leptos_router::hooks::use_params_map;
 
 use crate::admin::{
     admin_settings, psa_kind, AddUser, ConnectPsa, ConnectionView, DuoChildrenReply, DuoView,
-    FormReply, ListDuoChildren, ResetPassword, SaveConnection, SaveDuo, SaveMapping,
+    FormReply, ListDuoChildren, RemoveMapping, ResetPassword, SaveConnection, SaveDuo, SaveMapping,
     SaveOrganization, SavePolicy, SetUserDisabled, SettingsView, TestConnection, TestDuo,
     TestReply, UserView, CALLER_CODE_CHOICES, DUO_DIRECTORY_CHOICES, POLICY_FIELDS, PSA_KINDS,
 };
@@ -721,14 +721,17 @@ pub fn ConnectionsPage() -> impl IntoView {
 fn Connections() -> impl IntoView {
     let create = ServerAction::<SaveConnection>::new();
     let map = ServerAction::<SaveMapping>::new();
+    let unmap = ServerAction::<RemoveMapping>::new();
     let edits = RwSignal::new(0usize);
     // A save reloads the list, which draws every card again: the answer is kept here so the
     // card still says it was saved.
     let last_saved = RwSignal::new(None::<(i64, FormReply)>);
-    let settings =
-        settings_resource(move || create.version().get() + map.version().get() + edits.get());
+    let settings = settings_resource(move || {
+        create.version().get() + map.version().get() + unmap.version().get() + edits.get()
+    });
     let create_reply = reply_signal!(create);
     let map_reply = reply_signal!(map);
+    let unmap_reply = reply_signal!(unmap);
     view! {
         <h1>"PSA connections"</h1>
         {with_settings(
@@ -753,6 +756,7 @@ fn Connections() -> impl IntoView {
                                 <th>"Connection"</th>
                                 <th>"Company id"</th>
                                 <th>"Organization"</th>
+                                <th></th>
                             </tr>
                         </thead>
                         <tbody>
@@ -760,17 +764,43 @@ fn Connections() -> impl IntoView {
                                 .mappings
                                 .iter()
                                 .map(|m| {
+                                    let connection = m.connection_id.to_string();
+                                    let company = m.company_id.clone();
                                     view! {
                                         <tr>
                                             <td>{m.connection_name.clone()}</td>
                                             <td>{m.company_id.clone()}</td>
                                             <td>{m.organization_name.clone()}</td>
+                                            <td>
+                                                <ActionForm action=unmap attr:class="inline">
+                                                    <input
+                                                        type="hidden"
+                                                        name="connection_id"
+                                                        value=connection
+                                                    />
+                                                    <input
+                                                        type="hidden"
+                                                        name="company_id"
+                                                        value=company
+                                                    />
+                                                    <button
+                                                        type="submit"
+                                                        data-testid="remove-mapping"
+                                                        title="New tickets of this company are no longer verified"
+                                                    >
+                                                        "Remove"
+                                                    </button>
+                                                </ActionForm>
+                                            </td>
                                         </tr>
                                     }
                                 })
                                 .collect_view()}
                         </tbody>
                     </table>
+                    <div data-testid="mapping-removed">
+                        <FormStatus reply=unmap_reply />
+                    </div>
                     <ActionForm action=map attr:class="card form" attr:data-testid="mapping-form">
                         <label for="map-connection">"PSA connection"</label>
                         <select id="map-connection" name="connection_id">

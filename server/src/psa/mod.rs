@@ -145,6 +145,9 @@ pub struct Contact {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub email: Option<String>,
+    /// The company the PSA files the contact under, where the contact record says so
+    /// (ConnectWise, Autotask); `None` where it does not.
+    pub company_id: Option<CompanyId>,
 }
 
 impl fmt::Debug for Contact {
@@ -154,7 +157,20 @@ impl fmt::Debug for Contact {
             .field("first_name", &self.first_name)
             .field("last_name", &self.last_name)
             .field("email", &self.email.as_deref().map(mask_email))
+            .field("company_id", &self.company_id)
             .finish()
+    }
+}
+
+/// The company the ticket's contact belongs to, when the PSA says it is another company than
+/// the ticket's. Such a ticket is not verified: the push would go through the ticket company's
+/// Duo account to someone who only shares the contact's name, or an attacker who can open
+/// tickets for one client could have a push sent to another client's employee.
+pub fn contact_of_other_company(ticket: &Ticket, contact: Option<&Contact>) -> Option<CompanyId> {
+    let contact = contact.filter(|c| ticket.contact_id == Some(c.id))?;
+    match (ticket.company_id, contact.company_id) {
+        (Some(ticket_company), Some(own)) if own != ticket_company => Some(own),
+        _ => None,
     }
 }
 
@@ -408,6 +424,7 @@ mod tests {
             first_name: Some("Alex".into()),
             last_name: Some("Example".into()),
             email: Some("alex.example@contoso.example".into()),
+            company_id: Some(CompanyId(250)),
         }
     }
 
@@ -477,6 +494,47 @@ mod tests {
         };
         let err = normalize(&ticket(), Some(&c)).unwrap_err();
         assert_eq!(err.fields(), &[MissingField::Contact]);
+    }
+
+    #[test]
+    fn a_contact_filed_under_another_company_is_named() {
+        let c = Contact {
+            company_id: Some(CompanyId(251)),
+            ..contact()
+        };
+        assert_eq!(
+            contact_of_other_company(&ticket(), Some(&c)),
+            Some(CompanyId(251))
+        );
+    }
+
+    #[test]
+    fn a_contact_of_the_tickets_company_or_of_no_known_company_is_not_flagged() {
+        let unknown = Contact {
+            company_id: None,
+            ..contact()
+        };
+        let no_ticket_company = Ticket {
+            company_id: None,
+            ..ticket()
+        };
+        let someone_else = Contact {
+            id: ContactId(1),
+            company_id: Some(CompanyId(251)),
+            ..contact()
+        };
+
+        assert_eq!(contact_of_other_company(&ticket(), Some(&contact())), None);
+        assert_eq!(contact_of_other_company(&ticket(), Some(&unknown)), None);
+        assert_eq!(contact_of_other_company(&ticket(), None), None);
+        assert_eq!(
+            contact_of_other_company(&no_ticket_company, Some(&contact())),
+            None
+        );
+        assert_eq!(
+            contact_of_other_company(&ticket(), Some(&someone_else)),
+            None
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::psa::connectwise::{
 };
 use crate::psa::freshdesk::{FreshdeskClient, FreshdeskConfig, DEFAULT_WEBHOOK_HEADER};
 use crate::psa::halopsa::{HaloClient, HaloConfig, OutcomeCache, TokenCache};
-use crate::psa::{Psa, PsaError, PsaKind, TicketId};
+use crate::psa::{contact_of_other_company, Psa, PsaError, PsaKind, TicketId};
 use crate::secret::Secret;
 use crate::verify::ports::{RemoteError, TicketFacts, TicketSource};
 
@@ -333,6 +333,9 @@ impl TicketSource for PsaTicketSource {
     async fn ticket_facts(&self, id: &str) -> Result<TicketFacts, RemoteError> {
         let loaded = self.0.load_ticket(ticket_id(id)?).await.map_err(remote)?;
         let company_name = loaded.ticket.company_name.clone();
+        let contact_company_elsewhere =
+            contact_of_other_company(&loaded.ticket, loaded.contact.as_ref())
+                .map(|c| c.to_string());
         Ok(match loaded.normalized {
             Ok(n) => TicketFacts {
                 summary: Some(n.summary),
@@ -342,6 +345,7 @@ impl TicketSource for PsaTicketSource {
                 last_name: Some(n.last_name),
                 email: n.email,
                 missing: Vec::new(),
+                contact_company_elsewhere,
             },
             Err(missing) => {
                 let contact = loaded.contact.as_ref();
@@ -353,6 +357,7 @@ impl TicketSource for PsaTicketSource {
                     last_name: contact.and_then(|c| c.last_name.clone()),
                     email: contact.and_then(|c| c.email.clone()),
                     missing: missing.fields().iter().map(|f| f.label()).collect(),
+                    contact_company_elsewhere,
                 }
             }
         })

@@ -6,6 +6,7 @@ use app::model::Role;
 
 use crate::config::Config;
 use crate::crypto::MasterKey;
+use crate::psa::connectwise::callback::deskproof_callback_url;
 use crate::psa::source::{ConnectWiseSecrets, ConnectWiseSettings};
 use crate::psa::{CompanyId, ContactId, PsaKind};
 use crate::sim::autotask::AutotaskSim;
@@ -293,9 +294,7 @@ pub async fn seed_world_in(
         .map_company(connection_id, &company.to_string(), organization_id)
         .await?;
     // ConnectWise appends the record id to the URL, so it ends in a query parameter.
-    cw.set_callback_url(Some(format!(
-        "{deskproof_url}/hooks/connectwise/{connection_id}?recordId="
-    )));
+    cw.set_callback_url(Some(deskproof_callback_url(deskproof_url, connection_id)));
     let (autotask, freshdesk, halo) = seed_other_psas(store, key, &duo, deskproof_url).await?;
     cw.add_member(DEMO_MEMBER.0, DEMO_MEMBER.1);
     cw.set_pod_url(Some(format!(
@@ -320,6 +319,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     seed_accounts(&store).await?;
     let app = Application::with_store(config, store).await?;
     let world = seed_world(&app).await?;
+    // ConnectWise calls deskproof back through a registered callback, as after "Connect" in
+    // Settings, so a Connect there finds it and adds no second one (each ticket would be
+    // delivered twice).
+    world.cw.set_callback_url(None);
+    world.cw.register_ticket_callback(
+        &deskproof_callback_url(&app.flow.settings.public_url, world.connection_id),
+        "deskproof ticket verification",
+    );
     if std::env::var_os("DESKPROOF_DEMO_FAST").is_some() {
         world.duo.set_push_timeout(Duration::from_secs(8));
     }

@@ -230,6 +230,14 @@ pub trait Storage: Send + Sync + 'static {
         organization_id: i64,
         audit: &AuditEntry,
     ) -> Result<(), StorageError>;
+    /// Removes the mapping of a PSA company on a connection. Returns the organization it was
+    /// mapped to, or `None` (and writes no audit entry) when there was no such mapping.
+    async fn remove_company_mapping(
+        &self,
+        connection_id: i64,
+        psa_company_id: &str,
+        audit: &AuditEntry,
+    ) -> Result<Option<i64>, StorageError>;
     /// Inserts or replaces the Duo account of `account.organization_id` (secrets already
     /// sealed). An unknown organization is [`StorageError::NotFound`].
     async fn save_duo_account_audited(

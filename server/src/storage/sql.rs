@@ -1417,6 +1417,31 @@ impl Storage for SqlStorage {
         Ok(())
     }
 
+    async fn remove_company_mapping(
+        &self,
+        connection_id: i64,
+        psa_company_id: &str,
+        audit: &AuditEntry,
+    ) -> Result<Option<i64>, StorageError> {
+        let _writer = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let removed: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM company_mappings WHERE connection_id = $1 AND psa_company_id = $2 \
+             RETURNING organization_id",
+        )
+        .bind(connection_id)
+        .bind(psa_company_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if removed.is_some() {
+            let mut audit = audit.clone();
+            audit.organization_id = removed;
+            insert_audit(&mut tx, &audit).await?;
+            tx.commit().await?;
+        }
+        Ok(removed)
+    }
+
     async fn save_duo_account_audited(
         &self,
         a: &DuoAccountRow,

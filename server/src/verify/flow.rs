@@ -1,7 +1,8 @@
 //! The verification flow as a small state machine kept in the database.
 //!
 //! Ticket case states: `received` → `ready` (link note queued) | `incomplete` (fields missing) |
-//! `unmapped` (company has no organization). Attempt states: `matching` → `pushed` →
+//! `contact_elsewhere` (the contact is filed under another company) | `unmapped` (company has
+//! no organization). Attempt states: `matching` → `pushed` →
 //! `approved` | `denied` | `fraud` | `timed_out` | `bypass` | `locked_out` | `failed`, or
 //! `matching` → `refused` when no push could be sent.
 use std::sync::Arc;
@@ -314,6 +315,18 @@ impl Flow {
             case.state = "incomplete".into();
             case.problem = Some(format!("missing: {}", facts.missing.join(", ")));
             ("incomplete", notes::missing_fields(&facts.missing))
+        } else if let Some(elsewhere) = &facts.contact_company_elsewhere {
+            let company = case.company_id.clone().unwrap_or_default();
+            case.state = "contact_elsewhere".into();
+            case.problem = Some(format!(
+                "the contact belongs to company {elsewhere}, not to the ticket's company \
+                 {company}"
+            ));
+            let label = facts.company_name.clone().unwrap_or(company);
+            (
+                "contact_elsewhere",
+                notes::contact_elsewhere(&label, elsewhere),
+            )
         } else {
             let company = case.company_id.clone().unwrap_or_default();
             match self

@@ -77,6 +77,16 @@ pub fn missing_fields(fields: &[&str]) -> String {
     )
 }
 
+pub fn contact_elsewhere(ticket_company: &str, contact_company: &str) -> String {
+    let (ticket_company, contact_company) = (inert(ticket_company), inert(contact_company));
+    format!(
+        "deskproof: This ticket cannot be verified: it is for {ticket_company}, but its contact \
+         belongs to another company in the PSA (company id {contact_company}). This ticket gets \
+         no verification link. Check who really called; if the contact is right, open the \
+         ticket under the contact's own company."
+    )
+}
+
 pub fn unmapped(company: &str) -> String {
     let company = inert(company);
     format!(

@@ -45,6 +45,9 @@ pub struct TicketFacts {
     pub email: Option<String>,
     /// The required pieces the PSA did not provide, in words for a note; empty when complete.
     pub missing: Vec<&'static str>,
+    /// The contact's own company, when the PSA files the contact under another company than
+    /// the ticket's.
+    pub contact_company_elsewhere: Option<String>,
 }
 
 #[async_trait::async_trait]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use app::model::Role;
 use deskproof::config::Config;
+use deskproof::psa::connectwise::callback::deskproof_callback_url;
 use deskproof::psa::{ContactId, TicketId};
 use deskproof::sim::connectwise::SimNote;
 use deskproof::sim::demo::{seed_world, DemoWorld};
@@ -133,9 +134,9 @@ impl FlowApp {
             .expect("app builds again");
         self.url = app.url();
         self.store = app.store.clone();
-        self.world.cw.set_callback_url(Some(format!(
-            "{}/hooks/connectwise/{}?recordId=",
-            self.url, self.world.connection_id
+        self.world.cw.set_callback_url(Some(deskproof_callback_url(
+            &self.url,
+            self.world.connection_id,
         )));
         let w = &self.world;
         w.autotask.sim.set_webhook_url(Some(format!(

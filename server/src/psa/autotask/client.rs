@@ -140,6 +140,8 @@ pub struct AtContact {
     pub last_name: Option<String>,
     #[serde(default)]
     pub email_address: Option<String>,
+    #[serde(default, rename = "companyID")]
+    pub company_id: Option<i64>,
 }
 
 impl AtContact {
@@ -149,6 +151,7 @@ impl AtContact {
             first_name: self.first_name,
             last_name: self.last_name,
             email: self.email_address,
+            company_id: self.company_id.map(CompanyId),
         }
     }
 }
@@ -494,6 +497,7 @@ mod tests {
             ("Alex", "Example")
         );
         assert_eq!(n.email.as_deref(), Some("alex.example@contoso.example"));
+        assert_eq!(contact.company_id, Some(CompanyId(250)));
     }
 
     #[test]

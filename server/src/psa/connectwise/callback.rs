@@ -42,6 +42,15 @@ pub enum CallbackError {
     KeyFetch(String),
 }
 
+/// Where ConnectWise delivers a connection's ticket callbacks: deskproof's address with the
+/// connection, ending in the query parameter ConnectWise appends the record id to.
+pub fn deskproof_callback_url(public_url: &str, connection_id: i64) -> String {
+    format!(
+        "{}/hooks/connectwise/{connection_id}?recordId=",
+        public_url.trim_end_matches('/')
+    )
+}
+
 /// Computes the signature ConnectWise sends for `body` under `signing_key`.
 pub fn sign(signing_key: &str, body: &[u8]) -> String {
     BASE64.encode(mac(signing_key, body).finalize().into_bytes())

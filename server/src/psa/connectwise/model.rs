@@ -104,6 +104,7 @@ impl CwContact {
             first_name: self.first_name,
             last_name: self.last_name,
             email,
+            company_id: self.company.and_then(|c| c.id).map(CompanyId),
         }
     }
 }
@@ -344,6 +345,7 @@ mod tests {
         assert_eq!(c.first_name.as_deref(), Some("Alex"));
         assert_eq!(c.last_name.as_deref(), Some("Example"));
         assert_eq!(c.email.as_deref(), Some("alex.example@contoso.example"));
+        assert_eq!(c.company_id, Some(CompanyId(250)));
     }
 
     #[test]

@@ -128,6 +128,10 @@ impl FdContact {
             first_name,
             last_name,
             email: self.email,
+            // Limitation: not compared with the ticket's company. The embedded requester, read
+            // in the same call as the ticket, carries no company, and a Freshdesk contact can
+            // belong to several companies.
+            company_id: None,
         }
     }
 }

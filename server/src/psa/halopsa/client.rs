@@ -163,6 +163,9 @@ impl HaloUser {
             first_name,
             last_name,
             email: self.emailaddress,
+            // Limitation: a Halo user's client is not a documented field of `/api/Users`, so
+            // it is not compared with the ticket's client.
+            company_id: None,
         }
     }
 }

@@ -593,7 +593,7 @@ async fn post_callback(
     Extension(principal): Extension<Principal>,
     body: Bytes,
 ) -> Response {
-    let Ok(mut body) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return cw_error(
             StatusCode::BAD_REQUEST,
             "InvalidObject",
@@ -625,17 +625,11 @@ async fn post_callback(
             "url must be an http(s) URL",
         );
     }
-    let mut s = shared.lock();
-    let id = s.next_callback;
-    s.next_callback += 1;
-    body["id"] = json!(id);
-    body["memberId"] = json!(match principal {
+    let member = match principal {
         Principal::Member(m) => m,
         Principal::ApiMember => 1,
-    });
-    body["connectWiseID"] = json!(uuid::Uuid::new_v4().to_string());
-    body["_info"] = json!({"lastUpdated": super::state::format_time(now()), "updatedBy": "sim"});
-    s.callbacks.push(body.clone());
+    };
+    let body = shared.lock().add_callback(body, member);
     (StatusCode::CREATED, Json(body)).into_response()
 }
 

@@ -457,6 +457,21 @@ impl ConnectWiseSim {
         self.shared.lock().deliveries.last().cloned()
     }
 
+    /// Registers an owner-level ticket callback to `url`, as `POST /system/callbacks` would;
+    /// returns its id.
+    pub fn register_ticket_callback(&self, url: &str, description: &str) -> i64 {
+        let entry = json!({
+            "description": description,
+            "url": url,
+            "objectId": 1,
+            "type": "Ticket",
+            "level": "Owner",
+            "inactiveFlag": false,
+        });
+        let stored = self.shared.lock().add_callback(entry, 1);
+        stored["id"].as_i64().unwrap_or_default()
+    }
+
     /// Also deliver callbacks to `url` (the ticket id is appended, as for registered ones).
     pub fn set_callback_url(&self, url: Option<String>) {
         self.shared.lock().callback_url = url;

@@ -181,6 +181,19 @@ impl State {
         }
     }
 
+    /// Stores a callback entry as `POST /system/callbacks` does: with its id, the member who
+    /// registered it and ConnectWise's bookkeeping fields. Returns the stored entry.
+    pub fn add_callback(&mut self, mut entry: Value, member_id: i64) -> Value {
+        let id = self.next_callback;
+        self.next_callback += 1;
+        entry["id"] = json!(id);
+        entry["memberId"] = json!(member_id);
+        entry["connectWiseID"] = json!(uuid::Uuid::new_v4().to_string());
+        entry["_info"] = json!({"lastUpdated": format_time(now()), "updatedBy": "sim"});
+        self.callbacks.push(entry.clone());
+        entry
+    }
+
     pub fn api_base(&self) -> String {
         format!("{}/{}/apis/3.0", self.origin, self.config.codebase)
     }
