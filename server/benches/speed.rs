@@ -8,6 +8,8 @@
 //! - `BENCH_USERS` (20000), `BENCH_PENDING` (10000), `BENCH_VERIFICATIONS` (1000).
 //! - `DESKPROOF_TEST_POSTGRES_URL`: a PostgreSQL server for the PostgreSQL row (else skipped).
 //! - `BENCH_SITE`: the release site folder holding `pkg/` (for the bundle sizes).
+//! - `BENCH_ONLY=callbacks`: only the SQLite callback burst, repeated `BENCH_REPEAT` times (1),
+//!   for looking into that figure alone.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -473,6 +475,20 @@ async fn main() {
     let contacts = pending.max(verifications + 1);
     let mut rows = Vec::new();
     eprintln!("bench: {users} Duo users, {contacts} contacts, {pending} pending pushes");
+
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "callbacks") {
+        for _ in 0..env_number("BENCH_REPEAT", 1) {
+            let w = world(None, users, contacts).await;
+            let p = Deskproof::start(&w.db_url, w.dir.path(), &[]).await;
+            w.point_at(&p);
+            let tickets = w.tickets(0..contacts);
+            let (latencies, wall) = blast_callbacks(&w, &tickets, 32).await;
+            let rate = latencies.len() as f64 / wall.as_secs_f64();
+            let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
+            println!("SQLite callbacks {rate:.0}/s p50 {p50:.1} ms p99 {p99:.1} ms");
+        }
+        return;
+    }
 
     // 1. Cached directory on SQLite: callbacks per second, clicks, memory with pushes pending.
     let cached = world(None, users, contacts + 40).await;

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::backend::AppBackend;
 use crate::config::Config;
 use crate::crypto::MasterKey;
-use crate::http::{router, AppState};
+use crate::http::{router, AppState, Services};
 use crate::policy::Policy;
 use crate::storage::{self, Store};
 use crate::sweep::Sweeper;
@@ -20,6 +20,9 @@ use crate::verify::directory::{DirectoryCache, DirectoryMode};
 use crate::verify::flow::{Flow, FlowSettings};
 use crate::verify::pod::PodGate;
 use crate::verify::worker::Worker;
+
+/// How often SQLite's write-ahead log is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// A bound, ready-to-serve deskproof. Tests build one on port 0.
 pub struct Application {
@@ -84,8 +87,9 @@ impl Application {
             );
             workers.push(sweeper.spawn());
         }
+        workers.push(worker.spawn_checkpoints(CHECKPOINT_EVERY));
         let webhook_checkers = crate::http::hooks::WebhookCheckers::default();
-        let state = AppState {
+        let state = AppState::new(Services {
             leptos_options,
             store: store.clone(),
             backend: Arc::new(AppBackend {
@@ -109,7 +113,7 @@ impl Application {
                 psa_http: crate::psa::source::PsaHttp::new()?,
                 webhook_checkers,
             }),
-        };
+        });
         Ok(Application {
             listener,
             router: router(state),

@@ -87,6 +87,69 @@ async fn a_delivery_is_recorded_once_and_queues_one_intake() {
 }
 
 #[tokio::test]
+async fn deliveries_arriving_together_are_each_new_once_and_open_one_case_per_ticket() {
+    // Arrange: 100 delivery keys, each delivered twice, for 50 tickets (two keys each); one
+    // key was stored before.
+    let Fresh { store, _dir, .. } = fresh().await;
+    let conn = connection(&store).await;
+    assert!(store
+        .record_delivery(conn, "key-0", "ticket-0", 0)
+        .await
+        .expect("earlier delivery"));
+
+    // Act: all 200 at once, so they are stored in shared batches.
+    let mut calls = tokio::task::JoinSet::new();
+    for copy in 0..2 {
+        for n in 0..100 {
+            let store = store.clone();
+            calls.spawn(async move {
+                let stored = store
+                    .record_delivery(conn, &format!("key-{n}"), &format!("ticket-{}", n / 2), 0)
+                    .await
+                    .expect("delivery");
+                (copy, n, stored)
+            });
+        }
+    }
+    let mut new_per_key = vec![0; 100];
+    while let Some(done) = calls.join_next().await {
+        let (_, n, stored) = done.expect("call");
+        if stored {
+            new_per_key[n] += 1;
+        }
+    }
+
+    // Assert
+    assert_eq!(new_per_key[0], 0, "stored before");
+    assert!(new_per_key[1..].iter().all(|&k| k == 1), "{new_per_key:?}");
+    let mut intake_cases = Vec::new();
+    while let Some(job) = store
+        .claim_job(1, 1000, "test", Lane::Work)
+        .await
+        .expect("claim")
+    {
+        assert_eq!(job.kind, "intake");
+        intake_cases.push(job.payload["case_id"].as_i64().expect("case id"));
+    }
+    intake_cases.sort_unstable();
+    intake_cases.dedup();
+    assert_eq!(
+        intake_cases.len(),
+        50,
+        "one intake per ticket: {intake_cases:?}"
+    );
+    for case_id in intake_cases {
+        let case = store
+            .ticket_case(case_id)
+            .await
+            .expect("read")
+            .expect("case");
+        assert_eq!(case.state, "received");
+        assert_eq!(case.connection_id, conn);
+    }
+}
+
+#[tokio::test]
 async fn concurrent_claims_never_hand_out_one_job_twice() {
     let Fresh { store, _dir, .. } = fresh().await;
     for n in 0..200 {
@@ -421,4 +484,37 @@ async fn duo_accounts_of_both_kinds_round_trip_and_switching_kind_clears_the_oth
         matches!(refused, Err(StorageError::Corrupt(_))),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn commits_leave_the_write_ahead_log_to_the_checkpoint_which_copies_all_of_it() {
+    // Arrange
+    let Fresh { store, _dir, url } = fresh().await;
+    let conn = connection(&store).await;
+
+    // Act: enough deliveries to pass SQLite's own checkpoint threshold (1000 log pages).
+    for n in 0..3000 {
+        let key = format!("delivery-{n}");
+        store
+            .record_delivery(conn, &key, &n.to_string(), 0)
+            .await
+            .expect("delivery");
+    }
+    let first = store.checkpoint().await.expect("checkpoint");
+    let second = store.checkpoint().await.expect("checkpoint");
+
+    // Assert
+    if url.starts_with("postgres") {
+        assert_eq!(first, None, "PostgreSQL checkpoints by itself");
+        return;
+    }
+    let first = first.expect("SQLite has a write-ahead log");
+    assert!(!first.busy, "{first:?}");
+    assert!(
+        first.log_frames > 1000,
+        "no commit checkpointed on its own: {first:?}"
+    );
+    assert_eq!(first.copied_frames, first.log_frames, "{first:?}");
+    let second = second.expect("SQLite has a write-ahead log");
+    assert_eq!(second.copied_frames, second.log_frames, "{second:?}");
 }

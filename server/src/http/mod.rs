@@ -24,9 +24,39 @@ use crate::storage::{SharedSessionStore, Store};
 use crate::verify::flow::Flow;
 use crate::verify::worker::Worker;
 
-/// What every handler can reach.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every handler can reach, shared: the router hands a copy to every request and to
+/// each middleware that needs it, so a copy is one reference count.
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Self {
+        state.store.clone()
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Services {
     pub leptos_options: LeptosOptions,
     pub store: Store,
     pub backend: SharedBackend,

@@ -56,6 +56,9 @@ pub struct NewUser {
 pub trait Storage: Send + Sync + 'static {
     /// A cheap query proving the database answers.
     async fn ping(&self) -> Result<(), StorageError>;
+    /// Copies SQLite's write-ahead log into the database file, as far as readers allow;
+    /// `None` for a database that manages this itself (PostgreSQL).
+    async fn checkpoint(&self) -> Result<Option<WalCheckpoint>, StorageError>;
 
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StorageError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StorageError>;
@@ -338,6 +341,17 @@ pub trait Storage: Send + Sync + 'static {
 }
 
 pub type Store = Arc<dyn Storage>;
+
+/// What one checkpoint of SQLite's write-ahead log did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalCheckpoint {
+    /// Another checkpoint was running, so this one did nothing.
+    pub busy: bool,
+    /// Frames in the log.
+    pub log_frames: i64,
+    /// Frames of the log now in the database file.
+    pub copied_frames: i64,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Organization {

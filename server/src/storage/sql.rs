@@ -1,6 +1,7 @@
 //! The one SQL implementation of [`Storage`], over SQLite (embedded default) or PostgreSQL
 //! (several replicas on one database). Queries are written once with `$n` parameters, which
 //! both databases accept; the few statements that differ are chosen by [`Dialect`].
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +22,8 @@ use super::{
     Attempt, AuditEntry, AuditFilter, AuditRecord, CompanyMappingRow, ConnectionFilter,
     DuoAccountRow, DuoDirectoryKeys, Effects, Job, Lane, MspChildAccess, NewAttempt, NewJob,
     NewNote, NewPsaConnection, NewUser, NoteRow, Organization, PsaConnectionRow, PushClaim,
-    PushGrant, PushKind, Storage, StorageError, TicketCase, UserRecord, DIRECTORY_ACCOUNTS_API,
-    DIRECTORY_ADMIN_API,
+    PushGrant, PushKind, Storage, StorageError, TicketCase, UserRecord, WalCheckpoint,
+    DIRECTORY_ACCOUNTS_API, DIRECTORY_ADMIN_API,
 };
 use crate::verify::ports::CallerCodeVia;
 use crate::verify::rules::{self, PushHistory};
@@ -81,6 +82,35 @@ fn lock_queue<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The most deliveries one transaction stores.
 const DELIVERY_BATCH: usize = 256;
 
+/// `($1, $2, $3), ($4, $5, $6), …`: `rows` value lists of `columns` parameters each.
+fn placeholders(rows: usize, columns: usize) -> String {
+    placeholders_with(rows, &vec!["$"; columns])
+}
+
+/// Value lists for `rows` rows whose columns are `columns`: a `$` is the next numbered
+/// parameter, anything else is written as it is (a constant the same for every row).
+fn placeholders_with(rows: usize, columns: &[&str]) -> String {
+    let mut next = 0;
+    let mut out = String::with_capacity(rows * columns.len() * 5);
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for (n, column) in columns.iter().enumerate() {
+            if n > 0 {
+                out.push_str(", ");
+            }
+            if *column == "$" {
+                next += 1;
+                out.push('$');
+                out.push_str(&next.to_string());
+            } else {
+                out.push_str(column);
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// How long a SQLite writer waits for another before giving up.
 const SQLITE_BUSY: Duration = Duration::from_secs(10);
 
@@ -113,13 +143,20 @@ impl SqlStorage {
         sessions.migrate().await?;
         let pool = AnyPoolOptions::new()
             .max_connections(8)
+            // A connection to a file cannot have dropped: no ping before each use.
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL with `synchronous = NORMAL` survives a crash of the process; a power
                     // failure can lose the last commits, which the ticket sweep picks up again.
+                    // Commits never copy the log into the file (and wait for the disk): a
+                    // background task does (see `checkpoint`), so a webhook is never answered
+                    // late because its commit happened to be the one that checkpoints. A log
+                    // that grew in a burst is cut back to 64 MiB once it has been copied.
                     conn.execute(
                         "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                         PRAGMA synchronous = NORMAL",
+                         PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; \
+                         PRAGMA journal_size_limit = 67108864",
                     )
                     .await?;
                     Ok(())
@@ -167,44 +204,85 @@ impl SqlStorage {
 
     /// Stores deliveries in one transaction: for each, whether it was new. A new delivery
     /// opens a ticket case and its intake job unless the ticket is already under way.
+    /// Three statements store the whole batch, each covering every delivery in it.
     async fn store_deliveries(&self, batch: &[Delivery]) -> Result<Vec<bool>, StorageError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let _writer = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        let mut stored = Vec::with_capacity(batch.len());
+
+        let sql = format!(
+            "INSERT INTO inbound_events (connection_id, delivery_key, ticket_id) VALUES {} \
+             ON CONFLICT (connection_id, delivery_key) DO NOTHING \
+             RETURNING connection_id, delivery_key",
+            placeholders(batch.len(), 3)
+        );
+        let mut insert = sqlx::query(&sql).persistent(false);
         for d in batch {
-            let inserted = sqlx::query(
-                "INSERT INTO inbound_events (connection_id, delivery_key, ticket_id) \
-                 VALUES ($1, $2, $3) ON CONFLICT (connection_id, delivery_key) DO NOTHING",
-            )
-            .bind(d.connection_id)
-            .bind(&d.delivery_key)
-            .bind(&d.ticket_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            stored.push(inserted > 0);
-            if inserted == 0 {
-                continue;
+            insert = insert
+                .bind(d.connection_id)
+                .bind(&d.delivery_key)
+                .bind(&d.ticket_id);
+        }
+        let mut new_keys = HashSet::new();
+        for row in insert.fetch_all(&mut *tx).await? {
+            new_keys.insert((
+                row.try_get::<i64, _>("connection_id")?,
+                row.try_get::<String, _>("delivery_key")?,
+            ));
+        }
+        // A delivery repeated within the batch is new only in its first copy.
+        let stored: Vec<bool> = batch
+            .iter()
+            .map(|d| new_keys.remove(&(d.connection_id, d.delivery_key.clone())))
+            .collect();
+
+        // Each ticket of a new delivery opens a case, unless one is already under way.
+        let tickets: Vec<&Delivery> = batch
+            .iter()
+            .zip(&stored)
+            .filter_map(|(d, new)| new.then_some(d))
+            .collect();
+        if !tickets.is_empty() {
+            let sql = format!(
+                "INSERT INTO tickets (connection_id, ticket_id, state) VALUES {} \
+                 ON CONFLICT (connection_id, ticket_id) DO NOTHING \
+                 RETURNING id, connection_id, ticket_id",
+                placeholders_with(tickets.len(), &["$", "$", "'received'"])
+            );
+            let mut insert = sqlx::query(&sql).persistent(false);
+            for d in &tickets {
+                insert = insert.bind(d.connection_id).bind(&d.ticket_id);
             }
-            let case = sqlx::query(
-                "INSERT INTO tickets (connection_id, ticket_id, state) VALUES ($1, $2, 'received') \
-                 ON CONFLICT (connection_id, ticket_id) DO NOTHING RETURNING id",
-            )
-            .bind(d.connection_id)
-            .bind(&d.ticket_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            // A ticket already under verification is not taken in again.
-            if let Some(case) = case {
-                let case_id: i64 = case.try_get("id")?;
-                sqlx::query(
-                    "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ('intake', $1, $2, $3)",
-                )
-                .bind(serde_json::json!({ "case_id": case_id }).to_string())
-                .bind(format!("intake:{case_id}"))
-                .bind(d.now)
-                .execute(&mut *tx)
-                .await?;
+            let mut cases = Vec::new();
+            for row in insert.fetch_all(&mut *tx).await? {
+                let (case_id, connection_id, ticket_id): (i64, i64, String) = (
+                    row.try_get("id")?,
+                    row.try_get("connection_id")?,
+                    row.try_get("ticket_id")?,
+                );
+                let received = tickets
+                    .iter()
+                    .find(|d| d.connection_id == connection_id && d.ticket_id == ticket_id)
+                    .map_or(0, |d| d.now);
+                cases.push((case_id, received));
+            }
+            // Intake in the order the cases were opened.
+            cases.sort_unstable();
+            if !cases.is_empty() {
+                let sql = format!(
+                    "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES {}",
+                    placeholders_with(cases.len(), &["'intake'", "$", "$", "$"])
+                );
+                let mut insert = sqlx::query(&sql).persistent(false);
+                for (case_id, received) in &cases {
+                    insert = insert
+                        .bind(serde_json::json!({ "case_id": case_id }).to_string())
+                        .bind(format!("intake:{case_id}"))
+                        .bind(*received);
+                }
+                insert.execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
@@ -634,6 +712,21 @@ impl Storage for SqlStorage {
     async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<Option<WalCheckpoint>, StorageError> {
+        if self.dialect != Dialect::Sqlite {
+            return Ok(None);
+        }
+        // PASSIVE: copies what no reader still needs, without waiting for or blocking writers.
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(WalCheckpoint {
+            busy: row.try_get::<i64, _>(0)? != 0,
+            log_frames: row.try_get(1)?,
+            copied_frames: row.try_get(2)?,
+        }))
     }
 
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StorageError> {
@@ -2004,6 +2097,15 @@ mod tests {
             .iter()
             .map(|r| r.try_get::<String, _>("detail").expect("detail"))
             .collect()
+    }
+
+    #[test]
+    fn value_lists_number_their_parameters_across_rows() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(
+            placeholders_with(2, &["'intake'", "$", "$"]),
+            "('intake', $1, $2), ('intake', $3, $4)"
+        );
     }
 
     #[tokio::test]

@@ -17,6 +17,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// While webhooks keep arriving (one within this), most intake workers wait: answering the
 /// PSA quickly comes first, and the stored deliveries are taken in right after the burst.
 const BURST_QUIET_MS: i64 = 50;
+/// How long a webhook burst may put off copying SQLite's write-ahead log into the database.
+const CHECKPOINT_DEFER_MAX: Duration = Duration::from_secs(30);
 /// How often a waiting worker looks whether the burst is over.
 const BURST_RECHECK: Duration = Duration::from_millis(20);
 
@@ -84,6 +86,30 @@ impl Worker {
 
     fn in_webhook_burst(&self) -> bool {
         now_ms().saturating_sub(self.last_webhook_ms.load(Ordering::Relaxed)) < BURST_QUIET_MS
+    }
+
+    /// Copies SQLite's write-ahead log into the database file every `every` until aborted
+    /// (commits leave that to this task). During a webhook burst the copy, which competes with
+    /// the burst's commits for the disk, waits, for up to [`CHECKPOINT_DEFER_MAX`]. Ends at once
+    /// for a database without such a log.
+    pub fn spawn_checkpoints(&self, every: Duration) -> tokio::task::AbortHandle {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut last = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(every).await;
+                if me.in_webhook_burst() && last.elapsed() < CHECKPOINT_DEFER_MAX {
+                    continue;
+                }
+                last = tokio::time::Instant::now();
+                match me.flow.store.checkpoint().await {
+                    Ok(Some(done)) => tracing::trace!(?done, "write-ahead log checkpointed"),
+                    Ok(None) => return,
+                    Err(e) => tracing::warn!(error = %e, "write-ahead log checkpoint failed"),
+                }
+            }
+        })
+        .abort_handle()
     }
 
     /// Wakes a poller for a push just sent, and a worker for the note that says so.
