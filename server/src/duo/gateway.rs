@@ -8,7 +8,7 @@ use crate::duo::error::DuoError;
 use crate::duo::types::{
     DuoUser, DuoUserId, PushOutcome, PushRefusal, PushRequest, TxId, VerificationPushId,
 };
-use crate::verify::matching::Candidate;
+use crate::verify::matching::{Candidate, Directory};
 use crate::verify::ports::{
     CallerCodeVia, DuoGateway, Preauth, PushStatus, RemoteError, VerificationPushError,
     VerificationPushSent,
@@ -59,9 +59,11 @@ fn candidate(u: DuoUser) -> Candidate {
 
 #[async_trait::async_trait]
 impl DuoGateway for DuoAccount {
-    async fn directory(&self) -> Result<Arc<Vec<Candidate>>, RemoteError> {
+    async fn directory(&self) -> Result<Arc<Directory>, RemoteError> {
         let users = self.admin.list_users(300).await.map_err(remote)?;
-        Ok(Arc::new(users.into_iter().map(candidate).collect()))
+        Ok(Arc::new(Directory::new(
+            users.into_iter().map(candidate).collect(),
+        )))
     }
 
     async fn user(&self, user_id: &str) -> Result<Option<Candidate>, RemoteError> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::verify::matching::Candidate;
+use crate::verify::matching::{Candidate, Directory};
 use crate::verify::ports::{
     CallerCodeVia, DuoGateway, Preauth, PushStatus, RemoteError, VerificationPushError,
     VerificationPushSent,
@@ -30,7 +30,7 @@ pub enum DirectoryMode {
 
 /// Users of one account as last listed.
 struct Entry {
-    users: Arc<Vec<Candidate>>,
+    users: Arc<Directory>,
     listed_at: Instant,
     /// The newest gateway for the account, used by background refreshes.
     gateway: Arc<dyn DuoGateway>,
@@ -93,7 +93,7 @@ impl DirectoryCache {
         self: &Arc<Self>,
         key: &str,
         gateway: &Arc<dyn DuoGateway>,
-    ) -> Result<Arc<Vec<Candidate>>, RemoteError> {
+    ) -> Result<Arc<Directory>, RemoteError> {
         let stale = {
             let mut entries = self.entries();
             match entries.get_mut(key) {
@@ -129,7 +129,7 @@ impl DirectoryCache {
         key: &str,
         gateway: &Arc<dyn DuoGateway>,
         newer_than: Option<Instant>,
-    ) -> Result<Arc<Vec<Candidate>>, RemoteError> {
+    ) -> Result<Arc<Directory>, RemoteError> {
         let lock = self.listing_lock(key);
         let _one_at_a_time = lock.lock().await;
         if let Some(entry) = self.entries().get(key) {
@@ -177,7 +177,7 @@ impl DirectoryCache {
         &self,
         key: &str,
         gateway: &Arc<dyn DuoGateway>,
-    ) -> Result<Option<Arc<Vec<Candidate>>>, RemoteError> {
+    ) -> Result<Option<Arc<Directory>>, RemoteError> {
         let listed_at = self.entries().get(key).map(|e| e.listed_at);
         match listed_at {
             Some(t) if t.elapsed() < self.miss_refresh_after => Ok(None),
@@ -223,11 +223,11 @@ pub struct CachedGateway {
 
 #[async_trait::async_trait]
 impl DuoGateway for CachedGateway {
-    async fn directory(&self) -> Result<Arc<Vec<Candidate>>, RemoteError> {
+    async fn directory(&self) -> Result<Arc<Directory>, RemoteError> {
         self.cache.users(&self.key, &self.inner).await
     }
 
-    async fn directory_after_miss(&self) -> Result<Option<Arc<Vec<Candidate>>>, RemoteError> {
+    async fn directory_after_miss(&self) -> Result<Option<Arc<Directory>>, RemoteError> {
         self.cache.after_miss(&self.key, &self.inner).await
     }
 
@@ -307,10 +307,12 @@ mod tests {
 
     #[async_trait::async_trait]
     impl DuoGateway for Counting {
-        async fn directory(&self) -> Result<Arc<Vec<Candidate>>, RemoteError> {
+        async fn directory(&self) -> Result<Arc<Directory>, RemoteError> {
             self.listings.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok(Arc::new(self.users.lock().expect("lock").clone()))
+            Ok(Arc::new(Directory::new(
+                self.users.lock().expect("lock").clone(),
+            )))
         }
         async fn user(&self, _: &str) -> Result<Option<Candidate>, RemoteError> {
             Ok(None)

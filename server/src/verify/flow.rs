@@ -279,7 +279,7 @@ impl Flow {
         let org = case.organization_id.ok_or(FlowError::UnknownCase)?;
         let duo = self.clients.duo(org).await?;
         let users = duo.directory().await?;
-        Ok(match matching::find(&contact_of(case), &users) {
+        Ok(match users.find(&contact_of(case)) {
             MatchResult::One { user, by } => format!(
                 "{} (matched by {})",
                 matching::mask_username(&user.username),
@@ -535,11 +535,11 @@ impl Flow {
         let duo = self.clients.duo(org).await.map_err(unreachable)?;
         let users = duo.directory().await.map_err(unreachable)?;
         let contact = contact_of(case);
-        let mut found = matching::find(&contact, &users);
+        let mut found = users.find(&contact);
         if found == MatchResult::None {
             // A kept directory may predate a user added in Duo a moment ago.
             if let Some(newer) = duo.directory_after_miss().await.map_err(unreachable)? {
-                found = matching::find(&contact, &newer);
+                found = newer.find(&contact);
             }
         }
         let mut user = match found {

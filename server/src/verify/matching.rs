@@ -1,5 +1,7 @@
 //! Finding the one Duo user behind a PSA contact: e-mail or username first, then first and last
 //! name, compared after folding case, accents and spacing. Anything but exactly one is refused.
+use std::collections::HashMap;
+
 use unicode_normalization::UnicodeNormalization;
 
 /// What the directory says about a Duo user, as far as matching needs it.
@@ -50,82 +52,106 @@ fn folded_nonempty(s: Option<&str>) -> Option<String> {
     s.map(fold).filter(|f| !f.is_empty())
 }
 
-/// `fold(s) == folded`, without building the folded string when `s` is ASCII (nearly every
-/// directory entry): a lookup compares against every user of the account.
-fn folds_to(s: &str, folded: &str) -> bool {
-    if !s.is_ascii() {
-        return fold(s) == folded;
-    }
-    let mut mine = s
-        .bytes()
-        .filter(|b| !char::from(*b).is_whitespace())
-        .map(|b| b.to_ascii_lowercase());
-    let mut theirs = folded.bytes();
-    loop {
-        match (mine.next(), theirs.next()) {
-            (None, None) => return true,
-            (Some(a), Some(b)) if a == b => {}
-            _ => return false,
+/// A Duo account's users, with their folded addresses and names worked out once per listing
+/// and indexed, so finding a contact among thousands of users is a few look-ups instead of a
+/// comparison with each.
+#[derive(Debug, Default)]
+pub struct Directory {
+    users: Vec<Candidate>,
+    /// Folded e-mail addresses, usernames and aliases → users.
+    by_address: HashMap<String, Vec<usize>>,
+    /// Folded (first name, last name) → users.
+    by_parts: HashMap<(String, String), Vec<usize>>,
+    /// Folded real names → users.
+    by_real_name: HashMap<String, Vec<usize>>,
+}
+
+impl Directory {
+    pub fn new(users: Vec<Candidate>) -> Directory {
+        let mut directory = Directory::default();
+        for (n, user) in users.iter().enumerate() {
+            let addresses = user
+                .email
+                .iter()
+                .chain(std::iter::once(&user.username))
+                .chain(&user.aliases);
+            for address in addresses {
+                if let Some(folded) = folded_nonempty(Some(address)) {
+                    add(&mut directory.by_address, folded, n);
+                }
+            }
+            let first = folded_nonempty(user.first_name.as_deref());
+            let last = folded_nonempty(user.last_name.as_deref());
+            if let (Some(first), Some(last)) = (first, last) {
+                add(&mut directory.by_parts, (first, last), n);
+            }
+            if let Some(real_name) = folded_nonempty(user.real_name.as_deref()) {
+                add(&mut directory.by_real_name, real_name, n);
+            }
         }
+        directory.users = users;
+        directory
     }
-}
 
-/// [`folds_to`] for an optional field; an empty `folded` never matches.
-fn field_folds_to(s: Option<&str>, folded: &str) -> bool {
-    !folded.is_empty() && s.is_some_and(|s| folds_to(s, folded))
-}
+    pub fn users(&self) -> &[Candidate] {
+        &self.users
+    }
 
-pub fn find(contact: &ContactIdentity, users: &[Candidate]) -> MatchResult {
-    if let Some(email) = folded_nonempty(contact.email.as_deref()) {
-        let hits: Vec<&Candidate> = users
-            .iter()
-            .filter(|u| {
-                field_folds_to(u.email.as_deref(), &email)
-                    || folds_to(&u.username, &email)
-                    || u.aliases.iter().any(|a| folds_to(a, &email))
-            })
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// The users the contact is: those whose e-mail, username or an alias folds to the
+    /// contact's e-mail; failing any, those whose first and last name, or whose real name,
+    /// fold to the contact's. Exactly one is a match.
+    pub fn find(&self, contact: &ContactIdentity) -> MatchResult {
+        let found = |hits: Vec<usize>, by: MatchBy| match hits.as_slice() {
+            [] => None,
+            [one] => Some(MatchResult::One {
+                user: self.users[*one].clone(),
+                by,
+            }),
+            many => Some(MatchResult::Several {
+                count: many.len(),
+                by,
+            }),
+        };
+        if let Some(email) = folded_nonempty(contact.email.as_deref()) {
+            let hits = self.by_address.get(&email).cloned().unwrap_or_default();
+            if let Some(result) = found(hits, MatchBy::Email) {
+                return result;
+            }
+        }
+        let (Some(first), Some(last)) = (
+            folded_nonempty(contact.first_name.as_deref()),
+            folded_nonempty(contact.last_name.as_deref()),
+        ) else {
+            return MatchResult::None;
+        };
+        let full = format!("{first}{last}");
+        let mut hits: Vec<usize> = self
+            .by_parts
+            .get(&(first, last))
+            .into_iter()
+            .chain(self.by_real_name.get(&full))
+            .flatten()
+            .copied()
             .collect();
-        match hits.as_slice() {
-            [one] => {
-                return MatchResult::One {
-                    user: (*one).clone(),
-                    by: MatchBy::Email,
-                }
-            }
-            [] => {}
-            many => {
-                return MatchResult::Several {
-                    count: many.len(),
-                    by: MatchBy::Email,
-                }
-            }
-        }
+        hits.sort_unstable();
+        hits.dedup();
+        found(hits, MatchBy::Name).unwrap_or(MatchResult::None)
     }
-    let (Some(first), Some(last)) = (
-        folded_nonempty(contact.first_name.as_deref()),
-        folded_nonempty(contact.last_name.as_deref()),
-    ) else {
-        return MatchResult::None;
-    };
-    let full = format!("{first}{last}");
-    let hits: Vec<&Candidate> = users
-        .iter()
-        .filter(|u| {
-            let by_parts = field_folds_to(u.first_name.as_deref(), &first)
-                && field_folds_to(u.last_name.as_deref(), &last);
-            by_parts || field_folds_to(u.real_name.as_deref(), &full)
-        })
-        .collect();
-    match hits.as_slice() {
-        [one] => MatchResult::One {
-            user: (*one).clone(),
-            by: MatchBy::Name,
-        },
-        [] => MatchResult::None,
-        many => MatchResult::Several {
-            count: many.len(),
-            by: MatchBy::Name,
-        },
+}
+
+/// Adds user `n` under `key`, once.
+fn add<K: std::hash::Hash + Eq>(index: &mut HashMap<K, Vec<usize>>, key: K, n: usize) {
+    let users = index.entry(key).or_default();
+    if users.last() != Some(&n) {
+        users.push(n);
     }
 }
 
@@ -166,24 +192,109 @@ mod tests {
         }
     }
 
+    fn find(contact: &ContactIdentity, users: &[Candidate]) -> MatchResult {
+        Directory::new(users.to_vec()).find(contact)
+    }
+
+    /// The rule written out as a comparison with every user, for the indexes to agree with.
+    fn compared_with_each(contact: &ContactIdentity, users: &[Candidate]) -> MatchResult {
+        let same = |field: Option<&str>, folded: &str| {
+            !folded.is_empty() && field.is_some_and(|f| fold(f) == folded)
+        };
+        let result = |hits: Vec<&Candidate>, by: MatchBy| match hits.as_slice() {
+            [] => MatchResult::None,
+            [one] => MatchResult::One {
+                user: (*one).clone(),
+                by,
+            },
+            many => MatchResult::Several {
+                count: many.len(),
+                by,
+            },
+        };
+        let email = contact.email.as_deref().map(fold).unwrap_or_default();
+        let by_email: Vec<&Candidate> = users
+            .iter()
+            .filter(|u| {
+                same(u.email.as_deref(), &email)
+                    || same(Some(&u.username), &email)
+                    || u.aliases.iter().any(|a| same(Some(a), &email))
+            })
+            .collect();
+        if !by_email.is_empty() {
+            return result(by_email, MatchBy::Email);
+        }
+        let first = contact.first_name.as_deref().map(fold).unwrap_or_default();
+        let last = contact.last_name.as_deref().map(fold).unwrap_or_default();
+        if first.is_empty() || last.is_empty() {
+            return MatchResult::None;
+        }
+        let by_name = users
+            .iter()
+            .filter(|u| {
+                (same(u.first_name.as_deref(), &first) && same(u.last_name.as_deref(), &last))
+                    || same(u.real_name.as_deref(), &format!("{first}{last}"))
+            })
+            .collect();
+        result(by_name, MatchBy::Name)
+    }
+
     #[test]
-    fn the_ascii_comparison_agrees_with_folding() {
-        for s in [
-            "Alex.Example@Contoso.com",
-            " José  de la Cruz",
-            "MEGAN bowen",
-            "",
-            "  ",
-            "tab\tseparated",
-            "Ångström",
-        ] {
-            let folded = fold(s);
-            assert!(folds_to(s, &folded), "{s:?}");
-            assert!(!folds_to(s, &format!("{folded}x")), "{s:?}");
-            if !folded.is_empty() {
-                assert!(!folds_to(s, &folded[..folded.len() - 1]), "{s:?}");
+    fn the_indexes_find_what_comparing_with_every_user_finds() {
+        // Arrange: users whose names and addresses differ only by case, accents and spacing,
+        // share names or addresses, or lack fields; contacts made of the same pieces.
+        let firsts = ["José", "jose", "Sam", "", " Ann  Marie"];
+        let lasts = ["de la Cruz", "DELACRUZ", "Lee", "", "Ångström"];
+        let emails = [
+            None,
+            Some("sam@x.example"),
+            Some("SAM@x.example "),
+            Some("j.c@x.example"),
+        ];
+        let mut users = Vec::new();
+        for (n, (first, last)) in firsts
+            .iter()
+            .flat_map(|f| lasts.iter().map(move |l| (f, l)))
+            .enumerate()
+        {
+            users.push(Candidate {
+                user_id: format!("U{n}"),
+                username: if n % 7 == 0 {
+                    "Sam@X.example".into()
+                } else {
+                    format!("user{n}")
+                },
+                aliases: if n % 5 == 0 {
+                    vec!["j.c@x.example".into()]
+                } else {
+                    vec![]
+                },
+                email: emails[n % emails.len()].map(Into::into),
+                first_name: (!first.is_empty()).then(|| first.to_string()),
+                last_name: (!last.is_empty()).then(|| last.to_string()),
+                real_name: (n % 3 == 0).then(|| format!("{first} {last}")),
+                status: "active".into(),
+                is_enrolled: true,
+            });
+        }
+        let directory = Directory::new(users.clone());
+
+        // Act and assert
+        let mut checked = 0;
+        for first in firsts.iter().chain(&["Nobody"]) {
+            for last in lasts.iter().chain(&["Else"]) {
+                for email in emails.iter().chain(&[Some("nobody@x.example")]) {
+                    let c = ContactIdentity {
+                        first_name: Some(first.to_string()),
+                        last_name: Some(last.to_string()),
+                        email: email.map(Into::into),
+                    };
+                    assert_eq!(directory.find(&c), compared_with_each(&c, &users), "{c:?}");
+                    checked += 1;
+                }
             }
         }
+        assert_eq!(checked, 6 * 6 * 5);
     }
 
     #[test]

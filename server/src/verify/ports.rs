@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::verify::matching::Candidate;
+use crate::verify::matching::{Candidate, Directory};
 
 /// A failure talking to an outside system.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -143,10 +143,10 @@ pub enum PushStatus {
 #[async_trait::async_trait]
 pub trait DuoGateway: Send + Sync {
     /// Every user of the account (paged through by the implementation, or a kept copy).
-    async fn directory(&self) -> Result<Arc<Vec<Candidate>>, RemoteError>;
+    async fn directory(&self) -> Result<Arc<Directory>, RemoteError>;
     /// After a lookup in [`DuoGateway::directory`] found nobody: a newer listing, or `None`
     /// when the directory was already current.
-    async fn directory_after_miss(&self) -> Result<Option<Arc<Vec<Candidate>>>, RemoteError> {
+    async fn directory_after_miss(&self) -> Result<Option<Arc<Directory>>, RemoteError> {
         Ok(None)
     }
     /// True when [`DuoGateway::directory`] answers from a kept copy that may be minutes old.
