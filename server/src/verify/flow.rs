@@ -218,8 +218,8 @@ impl Flow {
                 Some(format!("This ticket cannot be verified: {problem}")),
             )
         };
-        let verified_until = self.verified_until(case).await?;
         let attempts = self.store.attempts_for_case(case.id).await?;
+        let verified_until = self.verified_until(case, &attempts).await?;
         let caller_code = attempts
             .first()
             .filter(|a| a.state == "pushed")
@@ -253,24 +253,32 @@ impl Flow {
         Ok((now < until).then_some((at, until)))
     }
 
-    /// Until when (as pages show it) the case's newest approval counts, while it does.
-    async fn verified_until(&self, case: &TicketCase) -> Result<Option<String>, FlowError> {
-        let Some(org) = case.organization_id else {
+    /// Until when (as pages show it) the newest approval among `attempts` counts, while it does.
+    /// Taken from the rows the page shows, so an approval is never shown without it.
+    async fn verified_until(
+        &self,
+        case: &TicketCase,
+        attempts: &[Attempt],
+    ) -> Result<Option<String>, FlowError> {
+        let (Some(org), Some(at)) = (
+            case.organization_id,
+            attempts
+                .iter()
+                .find(|a| a.state == "approved")
+                .and_then(answered_at),
+        ) else {
             return Ok(None);
         };
-        let policy = self.policy(org).await?;
+        let until = at + self.policy(org).await?.verified_minutes * 60;
         let now = now();
-        Ok(self
-            .verified(case.id, &policy, now)
-            .await?
-            .map(|(_, until)| rules::clock(until, now)))
+        Ok((now < until).then(|| rules::clock(until, now)))
     }
 
     /// The pushes asked for on a case, newest first, as pages show them; the newest approval
     /// says until when it counts, while it does.
     pub async fn attempt_rows(&self, case: &TicketCase) -> Result<Vec<AttemptRow>, FlowError> {
-        let until = self.verified_until(case).await?;
         let attempts = self.store.attempts_for_case(case.id).await?;
+        let until = self.verified_until(case, &attempts).await?;
         Ok(rows_of(attempts, until))
     }
 
@@ -857,6 +865,14 @@ fn audit_entry(
         detail: detail.map(Into::into),
         ..Default::default()
     }
+}
+
+/// When (Unix seconds) an attempt was answered: its finish, or its start for one that has none.
+fn answered_at(a: &Attempt) -> Option<i64> {
+    let text = a.finished_at.as_deref().unwrap_or(&a.created_at);
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
 }
 
 /// Attempts as pages show them, newest first; `verified_until` goes on the newest approval.
