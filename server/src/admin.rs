@@ -12,7 +12,7 @@ use app::backend::{BackendError, BackendResult};
 use app::model::Role;
 use tower_sessions::Session;
 
-use crate::auth::{self, SESSION_USER_KEY};
+use crate::auth;
 use crate::crypto::MasterKey;
 use crate::policy::{Policy, PolicySettings};
 use crate::psa::connectwise::model::{HostedSetup, POD_HEIGHT};
@@ -120,13 +120,10 @@ fn is_key_text(value: &str) -> bool {
 impl AdminService {
     /// The signed-in, enabled admin behind `session`.
     pub async fn require_admin(&self, session: &Session) -> BackendResult<UserRecord> {
-        let id = session
-            .get::<i64>(SESSION_USER_KEY)
+        match auth::session_user(&self.store, session)
             .await
             .map_err(internal)?
-            .ok_or(BackendError::Unauthenticated)?;
-        match self.store.user_by_id(id).await.map_err(internal)? {
-            Some(u) if u.disabled => Err(BackendError::Unauthenticated),
+        {
             Some(u) if u.role == Role::Admin => Ok(u),
             Some(_) => Err(BackendError::Forbidden),
             None => Err(BackendError::Unauthenticated),
@@ -1265,6 +1262,13 @@ impl AdminBackend for AdminService {
             .update_user(id, None, Some(&hash), &audit)
             .await
             .map_err(internal)?;
+        // The new password ends the user's other sessions; an admin setting their own stays
+        // signed in here.
+        if id == admin.id {
+            if let Some(me) = self.store.user_by_id(id).await.map_err(internal)? {
+                auth::begin_session(session, &me).await.map_err(internal)?;
+            }
+        }
         Ok(FormReply::done(format!(
             "Set a new password for {}.",
             user.username

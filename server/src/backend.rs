@@ -3,7 +3,7 @@ use app::backend::{Backend, BackendError, BackendResult, PodOpen};
 use app::model::{AttemptRow, CurrentUser, PodFrame, PodSession, PodView, VerificationPage};
 use tower_sessions::Session;
 
-use crate::auth::{self, AuthError, SESSION_USER_KEY};
+use crate::auth::{self, AuthError};
 use crate::storage::Store;
 use crate::verify::flow::{attempt_row, Flow, FlowError};
 use crate::verify::pod::{PodError, PodGate};
@@ -49,20 +49,10 @@ impl AppBackend {
 #[async_trait::async_trait]
 impl Backend for AppBackend {
     async fn current_user(&self, session: &Session) -> BackendResult<Option<CurrentUser>> {
-        let Some(id) = session
-            .get::<i64>(SESSION_USER_KEY)
+        Ok(auth::session_user(&self.store, session)
             .await
             .map_err(internal)?
-        else {
-            return Ok(None);
-        };
-        match self.store.user_by_id(id).await.map_err(internal)? {
-            Some(user) if !user.disabled => Ok(Some(auth::current_user(&user))),
-            _ => {
-                session.flush().await.map_err(internal)?;
-                Ok(None)
-            }
-        }
+            .map(|user| auth::current_user(&user)))
     }
 
     async fn sign_in(
@@ -80,10 +70,7 @@ impl Backend for AppBackend {
         }
         match auth::check_credentials(&self.store, username, password).await {
             Ok(user) => {
-                // A new session id at sign-in, so a planted id never becomes authenticated.
-                session.cycle_id().await.map_err(internal)?;
-                session
-                    .insert(SESSION_USER_KEY, user.id)
+                auth::begin_session(session, &user)
                     .await
                     .map_err(internal)?;
                 tracing::info!(user.id = user.id, "signed in");

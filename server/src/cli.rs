@@ -99,6 +99,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("stored {} organization(s)", setup.organization.len());
         }
         Command::RotateKey { new_key_file } => {
+            if config.master_key.is_none() && !config.master_key_path().exists() {
+                anyhow::bail!(
+                    "no current master key: {} does not exist and master_key is not set; \
+                     nothing to rotate",
+                    config.master_key_path().display()
+                );
+            }
             let store = storage::connect(&config.database_url).await?;
             let old = crate::crypto::MasterKey::from_config(&config)?;
             let count = crate::rotate::run(&store, &old, &new_key_file).await?;

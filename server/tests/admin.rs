@@ -955,6 +955,17 @@ async fn users_are_added_disabled_and_given_new_passwords() {
     )
     .await;
     assert!(reply["errors"]["password"].is_string(), "{reply}");
+    let reply = ok(
+        &admin,
+        url,
+        "reset_password",
+        &[("id", &id), ("password", "            ")],
+    )
+    .await;
+    assert!(reply["errors"]["password"].is_string(), "{reply}");
+    assert_eq!(sign_in(sam.clone(), "first password 1").await, 200);
+    let (status, _) = call(&sam, url, "settings", &[]).await;
+    assert_eq!(status, 403, "signed in again as a technician");
     ok(
         &admin,
         url,
@@ -962,6 +973,11 @@ async fn users_are_added_disabled_and_given_new_passwords() {
         &[("id", &id), ("password", "second password 2")],
     )
     .await;
+    let (status, _) = call(&sam, url, "settings", &[]).await;
+    assert_eq!(
+        status, 401,
+        "a new password ends the sessions begun with the old one"
+    );
     assert_ne!(
         sign_in(support::new_client(), "first password 1").await,
         200
@@ -990,10 +1006,23 @@ async fn users_are_added_disabled_and_given_new_passwords() {
         body["errors"]["disabled"], "You cannot disable your own account.",
         "{body}"
     );
+    // An admin who sets their own password stays signed in where they did it, and only there.
+    let other_admin_session = admin_client(&app).await;
+    ok(
+        &admin,
+        url,
+        "reset_password",
+        &[("id", &me), ("password", "a new admin password")],
+    )
+    .await;
+    let (status, body) = call(&admin, url, "settings", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = call(&other_admin_session, url, "settings", &[]).await;
+    assert_eq!(status, 401);
     let audit = app
         .count("SELECT COUNT(*) FROM audit_log WHERE action IN ('user added', 'user disabled', 'user enabled', 'password reset')")
         .await;
-    assert_eq!(audit, 4);
+    assert_eq!(audit, 5);
 }
 
 #[tokio::test]

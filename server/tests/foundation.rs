@@ -224,6 +224,42 @@ async fn the_cli_creates_an_account_that_can_sign_in() {
 }
 
 #[tokio::test]
+async fn the_demo_refuses_a_database_that_holds_accounts_and_adds_nothing_to_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}/real.db", dir.path().display());
+    let store = deskproof::storage::connect(&db).await.expect("open");
+    deskproof::auth::create_user(
+        &store,
+        "riley",
+        "Riley",
+        app::model::Role::Admin,
+        "a long enough password",
+    )
+    .await
+    .expect("user");
+
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_deskproof"))
+        .arg("demo")
+        .env("DESKPROOF_DATABASE_URL", &db)
+        .env("DESKPROOF_BIND", "127.0.0.1:0")
+        .env("DESKPROOF_LOG", "warn")
+        .current_dir(dir.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child)
+        .await
+        .expect("the demo stops at once instead of starting")
+        .expect("runs");
+
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs a new, empty database"), "{stderr}");
+    let users = store.users().await.expect("users");
+    assert_eq!(users.len(), 1, "no demo account was added");
+    assert!(store.organizations().await.expect("orgs").is_empty());
+}
+
+#[tokio::test]
 async fn a_cross_site_post_is_refused_even_with_a_session() {
     let app = spawn_app().await;
     app.sign_in(TECH.0, TECH.1).await;

@@ -131,6 +131,22 @@ async fn a_secret_the_current_key_cannot_open_stops_the_rotation_with_nothing_ch
 }
 
 #[tokio::test]
+async fn a_rotation_refused_for_the_current_key_writes_no_new_key_file() {
+    let (old, _) = MasterKey::generate();
+    let (wrong, _) = MasterKey::generate();
+    let (dir, store, _) = seeded(&old).await;
+    let new_file = dir.path().join("not-yet").join("master-2.key");
+
+    let result = rotate::run(&store, &wrong, &new_file).await;
+
+    let message = format!("{:#}", result.expect_err("refused"));
+    assert!(message.contains("5 stored secret(s)"), "{message}");
+    assert!(!new_file.exists());
+    assert!(!dir.path().join("not-yet").exists());
+    assert!(store.audit_entries(10).await.expect("audit").is_empty());
+}
+
+#[tokio::test]
 async fn the_rotate_key_command_reseals_the_configured_database() {
     let dir = tempfile::tempdir().expect("dir");
     let db_url = format!("sqlite://{}/deskproof.db", dir.path().display());

@@ -15,6 +15,58 @@ pub use throttle::SignInThrottle;
 /// The session key under which the signed-in user's id is kept.
 pub const SESSION_USER_KEY: &str = "user_id";
 
+/// The session key under which a digest of the password hash the user signed in with is kept:
+/// a new password (its hash has a new salt) ends every session begun with the old one.
+pub const SESSION_STAMP_KEY: &str = "password_stamp";
+
+/// Why a session's user could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Session(#[from] tower_sessions::session::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn password_stamp(user: &UserRecord) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(user.password_hash.as_bytes())[..16])
+}
+
+/// Makes `session` a signed-in session of `user`, under a new session id so that a planted id
+/// never becomes authenticated.
+pub async fn begin_session(
+    session: &tower_sessions::Session,
+    user: &UserRecord,
+) -> Result<(), tower_sessions::session::Error> {
+    session.cycle_id().await?;
+    session.insert(SESSION_USER_KEY, user.id).await?;
+    session
+        .insert(SESSION_STAMP_KEY, password_stamp(user))
+        .await
+}
+
+/// The user `session` was begun for, while the account is enabled and its password is the one
+/// signed in with. Any other signed-in session is ended here.
+pub async fn session_user(
+    store: &Store,
+    session: &tower_sessions::Session,
+) -> Result<Option<UserRecord>, SessionError> {
+    let Some(id) = session.get::<i64>(SESSION_USER_KEY).await? else {
+        return Ok(None);
+    };
+    let stamp = session.get::<String>(SESSION_STAMP_KEY).await?;
+    match store.user_by_id(id).await? {
+        Some(user) if !user.disabled && stamp.as_deref() == Some(&password_stamp(&user)) => {
+            Ok(Some(user))
+        }
+        _ => {
+            session.flush().await?;
+            Ok(None)
+        }
+    }
+}
+
 pub const MIN_PASSWORD_LEN: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +159,11 @@ pub fn validate_password(password: &str) -> Result<(), AuthError> {
         return Err(AuthError::Invalid(format!(
             "A password needs at least {MIN_PASSWORD_LEN} characters."
         )));
+    }
+    if password.trim().is_empty() {
+        return Err(AuthError::Invalid(
+            "A password cannot be only spaces.".into(),
+        ));
     }
     Ok(())
 }

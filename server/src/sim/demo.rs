@@ -316,6 +316,14 @@ pub async fn seed_world_in(
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = storage::connect(&config.database_url).await?;
+    // The demo's accounts have published passwords: they go only into a database of its own.
+    if !store.users().await?.is_empty() || !store.organizations().await?.is_empty() {
+        anyhow::bail!(
+            "the demo needs a new, empty database, and the configured one (database_url) \
+             already holds users or organizations; nothing was added to it. `make demo` starts \
+             one under data/demo, or set DESKPROOF_DATABASE_URL to a file that does not exist yet."
+        );
+    }
     seed_accounts(&store).await?;
     let app = Application::with_store(config, store).await?;
     let world = seed_world(&app).await?;
