@@ -792,13 +792,15 @@ impl AdminBackend for AdminService {
                 }
                 continue;
             } else if f.name.ends_with("url") {
-                let ok = url::Url::parse(value)
-                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+                let ok = url::Url::parse(value).is_ok_and(|u| crate::http::secure_or_local(&u));
                 if !ok {
                     let example = f.help.strip_prefix("e.g. ").unwrap_or("https://…");
                     reply.errors.insert(
                         f.name.into(),
-                        format!("Enter a full http(s) URL, e.g. {example}"),
+                        format!(
+                            "Enter a full https URL, e.g. {example} (plain http only to this \
+                             machine)"
+                        ),
                     );
                     continue;
                 }

@@ -512,6 +512,42 @@ async fn forms_name_each_bad_field_and_store_nothing_half_way() {
     for f in ["base_url", "public_key", "private_key", "client_id"] {
         assert!(reply["errors"].get(f).is_some(), "{f}: {reply}");
     }
+    // Keys go to another machine over HTTPS only: plain http is for the local simulators.
+    let reply = ok(
+        &admin,
+        url,
+        "save_connection",
+        &[
+            ("id", ""),
+            ("kind", "freshdesk"),
+            ("name", "Metadata"),
+            ("fields[base_url]", "http://169.254.169.254"),
+            ("fields[api_key]", "freshdesk-key-1234"),
+        ],
+    )
+    .await;
+    assert!(
+        reply["errors"]["base_url"]
+            .as_str()
+            .is_some_and(|e| e.contains("https")),
+        "{reply}"
+    );
+    let reply = ok(
+        &admin,
+        url,
+        "save_duo",
+        &[
+            ("organization_id", &org),
+            ("fields[api_host]", "http://10.0.0.8:8080"),
+        ],
+    )
+    .await;
+    assert!(
+        reply["errors"]["api_host"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTPS")),
+        "{reply}"
+    );
     let reply = ok(
         &admin,
         url,

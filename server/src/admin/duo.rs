@@ -137,7 +137,8 @@ fn host_field<'a>(
     } else if crate::duo::client::parse_api_host(v).is_err() {
         reply.errors.insert(
             name.into(),
-            "This is not an API hostname (api-xxxxxxxx.duosecurity.com).".into(),
+            "This is not an API hostname (api-xxxxxxxx.duosecurity.com, reached over HTTPS)."
+                .into(),
         );
     }
     v

@@ -181,7 +181,10 @@ pub fn parse_api_host(api_host: &str) -> Result<(String, String), DuoError> {
         format!("https://{trimmed}")
     };
     let url = url::Url::parse(&with_scheme).map_err(|_| invalid())?;
-    if !matches!(url.scheme(), "http" | "https") || url.path() != "/" || url.query().is_some() {
+    if url.path() != "/" || url.query().is_some() {
+        return Err(invalid());
+    }
+    if !crate::http::secure_or_local(&url) {
         return Err(invalid());
     }
     let host = url.host_str().ok_or_else(invalid)?;
@@ -825,6 +828,10 @@ mod tests {
             ("https".into(), "api-x.duosecurity.com".into())
         );
         assert!(parse_api_host("ftp://x").is_err());
+        assert!(parse_api_host("http://169.254.169.254").is_err());
+        assert!(parse_api_host("http://api-x.duosecurity.com").is_err());
+        assert!(parse_api_host("http://localhost:8080").is_ok());
+        assert!(parse_api_host("http://[::1]:8080").is_ok());
         assert!(parse_api_host("https://x/some/path").is_err());
     }
 

@@ -183,3 +183,18 @@ fn log_response(res: &Response, latency: Duration, _span: &tracing::Span) {
         "answered"
     );
 }
+
+/// Whether deskproof may send keys and tickets to `url`: over HTTPS, or over plain HTTP only to
+/// this machine (the simulators), never in the clear across a network.
+pub fn secure_or_local(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => url.has_host(),
+        "http" => match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}

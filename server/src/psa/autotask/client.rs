@@ -186,8 +186,10 @@ impl AutotaskClient {
         http: reqwest::Client,
         zones: ZoneCache,
     ) -> Result<Self, PsaError> {
-        if !matches!(config.zone_lookup_url.scheme(), "http" | "https") {
-            return Err(PsaError::Config("zone_lookup_url must be http(s)".into()));
+        if !crate::http::secure_or_local(&config.zone_lookup_url) {
+            return Err(PsaError::Config(
+                "zone_lookup_url must be https (plain http only to this machine)".into(),
+            ));
         }
         for (name, value) in [
             ("username", &config.username),

@@ -95,8 +95,10 @@ impl ConnectWiseClient {
 
     /// A client sharing an existing HTTP connection pool.
     pub fn with_http(config: ConnectWiseConfig, http: reqwest::Client) -> Result<Self, PsaError> {
-        if !matches!(config.base_url.scheme(), "http" | "https") {
-            return Err(PsaError::Config("base_url must be http(s)".into()));
+        if !crate::http::secure_or_local(&config.base_url) {
+            return Err(PsaError::Config(
+                "base_url must be https (plain http only to this machine)".into(),
+            ));
         }
         if config.company_id.trim().is_empty() || config.public_key.trim().is_empty() {
             return Err(PsaError::Config(

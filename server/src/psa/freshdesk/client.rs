@@ -159,8 +159,10 @@ pub fn note_html(text: &str) -> String {
 
 impl FreshdeskClient {
     pub fn with_http(config: FreshdeskConfig, http: reqwest::Client) -> Result<Self, PsaError> {
-        if !matches!(config.base_url.scheme(), "http" | "https") {
-            return Err(PsaError::Config("base_url must be http(s)".into()));
+        if !crate::http::secure_or_local(&config.base_url) {
+            return Err(PsaError::Config(
+                "base_url must be https (plain http only to this machine)".into(),
+            ));
         }
         if config.api_key.expose().trim().is_empty() {
             return Err(PsaError::Config("api_key is required".into()));

@@ -254,8 +254,10 @@ impl HaloClient {
         tokens: TokenCache,
     ) -> Result<Self, PsaError> {
         for (name, url) in [("auth_url", &config.auth_url), ("api_url", &config.api_url)] {
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(PsaError::Config(format!("{name} must be http(s)")));
+            if !crate::http::secure_or_local(url) {
+                return Err(PsaError::Config(format!(
+                    "{name} must be https (plain http only to this machine)"
+                )));
             }
         }
         if config.client_id.trim().is_empty() || config.client_secret.expose().is_empty() {
