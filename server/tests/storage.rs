@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use app::model::Role;
 use deskproof::storage::{
-    self, AuditEntry, DuoAccountRow, DuoDirectoryKeys, Lane, MspChildAccess, NewAttempt, NewJob,
-    NewPsaConnection, NewUser, StorageError, Store,
+    self, AuditEntry, AuditFilter, DuoAccountRow, DuoDirectoryKeys, Lane, MspChildAccess,
+    NewAttempt, NewJob, NewPsaConnection, NewUser, StorageError, Store,
 };
 use deskproof::verify::ports::CallerCodeVia;
 
@@ -339,6 +339,46 @@ async fn the_audit_log_cannot_be_changed_or_emptied() {
         store.audit_entries(10).await.expect("entries")[0].actor,
         "Casey"
     );
+}
+
+#[tokio::test]
+async fn the_audit_search_by_name_matches_percent_and_underscore_as_typed() {
+    let Fresh { store, _dir, .. } = fresh().await;
+    for actor in ["Jordan Tech", "Ann_Lee", "100% Sam", "Back\\slash"] {
+        store
+            .append_audit(&AuditEntry {
+                actor: actor.into(),
+                action: "push".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("append");
+    }
+    let found = |needle: &str| {
+        let store = store.clone();
+        let filter = AuditFilter {
+            actor: Some(needle.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        async move {
+            let mut names: Vec<String> = store
+                .search_audit(&filter)
+                .await
+                .expect("search")
+                .into_iter()
+                .map(|r| r.entry.actor)
+                .collect();
+            names.sort();
+            names
+        }
+    };
+
+    assert_eq!(found("_").await, ["Ann_Lee"]);
+    assert_eq!(found("%").await, ["100% Sam"]);
+    assert!(found("J%n").await.is_empty());
+    assert_eq!(found("k\\s").await, ["Back\\slash"]);
+    assert_eq!(found("JORDAN").await, ["Jordan Tech"]);
 }
 
 #[tokio::test]

@@ -668,11 +668,14 @@ fn audit_query(select: &str, f: &AuditFilter, paged: bool) -> (String, Vec<Strin
         condition(&mut sql, "a.ticket =", ticket.clone());
     }
     if let Some(actor) = &f.actor {
-        condition(
-            &mut sql,
-            "LOWER(a.actor) LIKE",
-            format!("%{}%", actor.to_lowercase()),
-        );
+        // The name is matched as typed: `%` and `_` in it are not wildcards.
+        let needle = actor
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        condition(&mut sql, "LOWER(a.actor) LIKE", format!("%{needle}%"));
+        sql.push_str(" ESCAPE '\\'");
     }
     if let Some(outcome) = &f.outcome {
         condition(&mut sql, "a.outcome =", outcome.clone());
