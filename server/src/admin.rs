@@ -71,6 +71,18 @@ fn name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// A name as stored: trimmed, with accents composed (NFC), so that the same name typed two ways
+/// is one name.
+fn stored_name(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.trim().nfc().collect()
+}
+
+/// Whether two stored names are the same name to a reader: equal after Unicode case folding.
+fn same_name(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
+}
+
 fn internal(e: impl std::fmt::Display) -> BackendError {
     tracing::error!(error = %e, "administration failed");
     BackendError::Internal
@@ -526,12 +538,22 @@ impl AdminBackend for AdminService {
     ) -> BackendResult<FormReply> {
         let admin = self.require_admin(session).await?;
         let id = optional_id(id, "organization")?;
-        let name = name.trim();
+        let name = &stored_name(name);
         if name.is_empty() {
             return Ok(FormReply::field("name", "Enter a name."));
         }
         if let Some(problem) = name_problem(name) {
             return Ok(FormReply::field("name", problem));
+        }
+        let taken = self.store.organizations().await.map_err(internal)?;
+        if taken
+            .iter()
+            .any(|o| Some(o.id) != id && same_name(&o.name, name))
+        {
+            return Ok(FormReply::field(
+                "name",
+                "An organization with this name already exists.",
+            ));
         }
         let (action, detail) = match id {
             None => ("organization created", format!("name {name:?}")),
@@ -722,13 +744,25 @@ impl AdminBackend for AdminService {
             return Ok(FormReply::field("kind", "Choose a PSA kind."));
         };
         let mut reply = FormReply::default();
-        let name = name.trim();
+        let name = &stored_name(name);
         if name.is_empty() {
             reply
                 .errors
                 .insert("name".into(), "Enter a name for this connection.".into());
         } else if let Some(problem) = name_problem(name) {
             reply.errors.insert("name".into(), problem.into());
+        } else if self
+            .store
+            .psa_connections()
+            .await
+            .map_err(internal)?
+            .iter()
+            .any(|c| Some(c.id) != id && same_name(&c.name, name))
+        {
+            reply.errors.insert(
+                "name".into(),
+                "A connection with this name already exists.".into(),
+            );
         }
         let (existing, mut settings) = match id {
             Some(id) => {

@@ -402,6 +402,67 @@ async fn saved_secrets_are_never_in_the_database_file_nor_sent_back() {
 }
 
 #[tokio::test]
+async fn a_name_typed_with_other_case_or_accent_composition_is_the_same_name() {
+    let app = spawn_flow().await;
+    let admin = admin_client(&app).await;
+    let url = &app.url;
+    let save = |name: &'static str| {
+        let admin = admin.clone();
+        async move {
+            ok(
+                &admin,
+                url,
+                "save_organization",
+                &[("id", ""), ("name", name)],
+            )
+            .await
+        }
+    };
+    let taken = "An organization with this name already exists.";
+    let fine = |reply: serde_json::Value| {
+        reply["errors"]
+            .as_object()
+            .is_none_or(|errors| errors.is_empty())
+    };
+
+    assert!(fine(save("\u{c9}clair").await));
+    assert_eq!(save("\u{e9}clair").await["errors"]["name"], taken);
+    assert!(fine(save("Caf\u{e9}").await));
+    assert_eq!(save("Cafe\u{301}").await["errors"]["name"], taken);
+    assert_eq!(save("CAF\u{c9}").await["errors"]["name"], taken);
+
+    let names: Vec<String> = app
+        .store
+        .organizations()
+        .await
+        .expect("organizations")
+        .into_iter()
+        .map(|o| o.name)
+        .filter(|n| n.contains("clair") || n.starts_with("Caf"))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // Renaming an organization to its own name in other case is allowed.
+    let cafe = app
+        .store
+        .organizations()
+        .await
+        .expect("organizations")
+        .into_iter()
+        .find(|o| o.name == "Caf\u{e9}")
+        .expect("caf\u{e9}")
+        .id
+        .to_string();
+    let reply = ok(
+        &admin,
+        url,
+        "save_organization",
+        &[("id", &cafe), ("name", "CAF\u{c9}")],
+    )
+    .await;
+    assert!(fine(reply.clone()), "{reply}");
+}
+
+#[tokio::test]
 async fn forms_name_each_bad_field_and_store_nothing_half_way() {
     let app = spawn_flow().await;
     let admin = admin_client(&app).await;
