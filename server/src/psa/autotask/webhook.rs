@@ -90,6 +90,7 @@ pub fn check(secret: &str, request: &InboundRequest<'_>) -> Result<Inbound, Webh
         .id
         .as_ref()
         .and_then(id_value)
+        .filter(|id| *id > 0)
         .ok_or_else(|| WebhookError::Malformed("the webhook has no ticket Id".into()))?;
     let sequence = payload
         .sequence_number
@@ -142,6 +143,25 @@ mod tests {
         assert!(matches!(
             check("another-secret", &request),
             Err(WebhookError::Unauthenticated(_))
+        ));
+        // A signed body naming an impossible ticket is refused as malformed.
+        let text = String::from_utf8_lossy(body);
+        let negative = text.replacen("1234", "-1234", 1);
+        assert_ne!(negative, text, "the fixture names ticket 1234");
+        headers.insert(
+            SIGNATURE_HEADER,
+            sign("test-secret-key", negative.as_bytes())
+                .parse()
+                .unwrap(),
+        );
+        let request = InboundRequest {
+            headers: &headers,
+            query: None,
+            body: negative.as_bytes(),
+        };
+        assert!(matches!(
+            check("test-secret-key", &request),
+            Err(WebhookError::Malformed(_))
         ));
     }
 

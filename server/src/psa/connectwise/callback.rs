@@ -433,7 +433,7 @@ fn event_from(raw: RawCallback) -> CallbackEvent {
         .as_ref()
         .and_then(id_of)
         .or_else(|| entity.as_ref().map(|e| e.id))
-        .filter(|_| is_ticket)
+        .filter(|id| is_ticket && *id > 0)
         .map(TicketId);
     CallbackEvent {
         message_id: raw.message_id.unwrap_or_default(),

@@ -327,6 +327,7 @@ pub fn ticket_of(body: &[u8]) -> Result<TicketId, WebhookError> {
         .get("ticket_id")
         .or_else(|| value.get("id"))
         .and_then(id_value)
+        .filter(|id| *id > 0)
         .map(TicketId)
         .ok_or_else(|| {
             WebhookError::Malformed(
@@ -460,6 +461,14 @@ mod tests {
     fn the_webhook_fixture_names_its_ticket() {
         assert_eq!(ticket_of(WEBHOOK), Ok(TicketId(1234)));
         assert!(matches!(ticket_of(b"{}"), Err(WebhookError::Malformed(_))));
+        assert!(matches!(
+            ticket_of(br#"{"ticket_id": -1}"#),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            ticket_of(br#"{"ticket_id": "0"}"#),
+            Err(WebhookError::Malformed(_))
+        ));
         assert!(matches!(
             ticket_of(b"ticket"),
             Err(WebhookError::Malformed(_))
