@@ -83,6 +83,16 @@ fn same_name(a: &str, b: &str) -> bool {
     a.to_lowercase() == b.to_lowercase()
 }
 
+/// What a failed call to a PSA tells the admin: that it could not be reached, or what it said.
+fn psa_failure(product: &str, e: &crate::psa::PsaError) -> String {
+    match e {
+        crate::psa::PsaError::Transport(_) => format!(
+            "Could not reach {product}: check the address, and that this server can connect to it."
+        ),
+        other => format!("{product} refused: {other}"),
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> BackendError {
     tracing::error!(error = %e, "administration failed");
     BackendError::Internal
@@ -251,7 +261,7 @@ impl AdminService {
             },
             Err(e) => TestReply {
                 ok: false,
-                message: format!("{} refused: {e}", kind.product()),
+                message: psa_failure(kind.product(), &e),
                 lines: Vec::new(),
             },
         })
@@ -951,7 +961,7 @@ impl AdminBackend for AdminService {
             },
             Err(e) => TestReply {
                 ok: false,
-                message: format!("ConnectWise refused: {e}"),
+                message: psa_failure("ConnectWise", &e),
                 lines: Vec::new(),
             },
         })
@@ -968,7 +978,7 @@ impl AdminBackend for AdminService {
             .ok_or_else(|| invalid("Unknown PSA connection."))?;
         let failed = |e: crate::psa::PsaError| TestReply {
             ok: false,
-            message: format!("ConnectWise refused: {e}"),
+            message: psa_failure("ConnectWise", &e),
             lines: Vec::new(),
         };
         let callback_url = self.callback_url(id);

@@ -6,7 +6,12 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env("DESKPROOF_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
-    let builder = fmt().with_env_filter(filter).with_target(false);
+    // Colours only for a person at a terminal, not in files or log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi);
     // A second initialisation (tests start several servers) is harmless and ignored.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

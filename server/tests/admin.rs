@@ -170,6 +170,16 @@ async fn a_technician_gets_403_from_every_admin_page_function_and_the_export() {
         res.headers()["location"].to_str().expect("location"),
         "/signin?next=/settings/users"
     );
+    // A filtered page comes back with its filters.
+    let res = anonymous
+        .get(format!("{}/audit?organization=3&outcome=denied", app.url))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.headers()["location"].to_str().expect("location"),
+        "/signin?next=/audit%3Forganization%3D3%26outcome%3Ddenied"
+    );
     let admin = admin_client(&app).await;
     let res = admin
         .get(format!("{}/settings/users", app.url))

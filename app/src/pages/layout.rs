@@ -28,7 +28,14 @@ where
                                 .into_any()
                         }
                         Ok(None) => {
-                            let next = leptos_router::hooks::use_location().pathname.get_untracked();
+                            // The page to come back to, with its query (a filtered list, say).
+                            let location = leptos_router::hooks::use_location();
+                            let mut next = location.pathname.get_untracked();
+                            let search = location.search.get_untracked();
+                            let search = search.trim_start_matches('?');
+                            if !search.is_empty() {
+                                next = format!("{next}?{search}");
+                            }
                             let path = format!("/signin?next={}", encode_path(&next));
                             view! { <Redirect path=path /> }.into_any()
                         }

@@ -276,7 +276,7 @@ fn Organizations() -> impl IntoView {
             <input id="org-name" name="name" />
             <FieldError reply name="name" />
             <FormStatus reply />
-            <button type="submit" class="primary">
+            <button type="submit" disabled=move || create.pending().get() class="primary">
                 "Add organization"
             </button>
         </ActionForm>
@@ -346,7 +346,7 @@ fn Organization() -> impl IntoView {
                 <input id="rename" name="name" value=org.name.clone() />
                 <FieldError reply=rename_reply name="name" />
                 <FormStatus reply=rename_reply />
-                <button type="submit" class="secondary">"Rename"</button>
+                <button type="submit" disabled=move || rename.pending().get() class="secondary">"Rename"</button>
             </ActionForm>
 
             <h2>"Duo account"</h2>
@@ -615,13 +615,14 @@ fn DuoForm(
             </select>
             <span class="muted help">
                 "With Duo's verification push, Duo's own text replaces the ticket text in the push, \
-                 and the Admin API keys need the \"Grant write resource\" permission; without it \
+                 and the Admin API keys (for an MSP child account, the parent's Accounts API keys) need \
+                 the \"Grant write resource\" permission; without it \
                  deskproof sends the push with its own code in the details."
             </span>
             <FieldError reply=errors name="caller_code" />
             <FormStatus reply=errors />
             <div class="buttons">
-                <button type="submit" class="primary" data-testid="save-duo">
+                <button type="submit" disabled=move || action.pending().get() class="primary" data-testid="save-duo">
                     "Save Duo keys"
                 </button>
                 <button
@@ -674,7 +675,7 @@ fn PolicyForm(
                 })
                 .collect_view()}
             <FormStatus reply />
-            <button type="submit" class="primary">"Save policy"</button>
+            <button type="submit" disabled=move || action.pending().get() class="primary">"Save policy"</button>
         </ActionForm>
     }
 }
@@ -785,6 +786,7 @@ fn Connections() -> impl IntoView {
                                                     />
                                                     <button
                                                         type="submit"
+                                                        disabled=move || unmap.pending().get()
                                                         data-testid="remove-mapping"
                                                         title="New tickets of this company are no longer verified"
                                                     >
@@ -827,7 +829,7 @@ fn Connections() -> impl IntoView {
                         </select>
                         <FieldError reply=map_reply name="organization_id" />
                         <FormStatus reply=map_reply />
-                        <button type="submit" class="primary" data-testid="save-mapping">
+                        <button type="submit" disabled=move || map.pending().get() class="primary" data-testid="save-mapping">
                             "Map company"
                         </button>
                     </ActionForm>
@@ -1015,7 +1017,7 @@ fn ConnectionForm(
                     })
             }}
             <FormStatus reply />
-            <button type="submit" class="primary" data-testid="save-connection">
+            <button type="submit" disabled=move || action.pending().get() class="primary" data-testid="save-connection">
                 {if editing { "Save connection" } else { "Add connection" }}
             </button>
         </ActionForm>
@@ -1092,7 +1094,7 @@ fn UserRow(
                         autocomplete="new-password"
                         aria-label=aria
                     />
-                    <button type="submit" class="secondary" data-testid="reset-password">
+                    <button type="submit" disabled=move || reset.pending().get() class="secondary" data-testid="reset-password">
                         "Reset"
                     </button>
                 </ActionForm>
@@ -1178,7 +1180,7 @@ fn Users() -> impl IntoView {
             />
             <FieldError reply=add_reply name="password" />
             <FormStatus reply=add_reply />
-            <button type="submit" class="primary">"Add user"</button>
+            <button type="submit" disabled=move || add.pending().get() class="primary">"Add user"</button>
         </ActionForm>
     }
 }

@@ -25,6 +25,7 @@ fn forbidden() -> Response {
         Html(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <title>Not allowed · deskproof</title>\
+             <link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">\
              <link rel=\"stylesheet\" href=\"/pkg/deskproof.css\"></head>\
              <body><main class=\"centered\"><div class=\"card\">\
              <h1 data-testid=\"forbidden\">403: admins only</h1>\
@@ -67,7 +68,11 @@ pub async fn admin_pages_guard(
     match state.admin.require_admin(&session).await {
         Ok(_) => next.run(request).await,
         Err(BackendError::Unauthenticated) => {
-            Redirect::to(&format!("/signin?next={}", path_query_value(&path))).into_response()
+            let back = request
+                .uri()
+                .path_and_query()
+                .map_or(path.as_str(), |p| p.as_str());
+            Redirect::to(&format!("/signin?next={}", path_query_value(back))).into_response()
         }
         Err(BackendError::Forbidden) => {
             tracing::info!(path = %path, "admin page refused");

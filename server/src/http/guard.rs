@@ -170,7 +170,8 @@ pub async fn body_limits(request: Request<Body>, next: Next) -> Response {
         let accepted: &[&str] = if hook {
             &["application/json"]
         } else if api {
-            &["application/x-www-form-urlencoded", "application/json"]
+            // Every server function reads a URL-encoded form, as browsers post it.
+            &["application/x-www-form-urlencoded"]
         } else {
             &[]
         };
