@@ -157,6 +157,7 @@ fn AuditTable(listing: AuditListing) -> impl IntoView {
     let rows = listing.rows;
     view! {
         {truncated}
+        <div class="table-scroll">
         <table data-testid="audit-table" class="audit">
             <thead>
                 <tr>
@@ -209,6 +210,7 @@ fn AuditTable(listing: AuditListing) -> impl IntoView {
                     .collect_view()}
             </tbody>
         </table>
+        </div>
     }
         .into_any()
 }
