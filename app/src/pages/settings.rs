@@ -225,6 +225,7 @@ fn Organizations() -> impl IntoView {
             settings,
             |s: SettingsView| {
                 view! {
+                    <div class="table-scroll">
                     <table data-testid="organizations">
                         <thead>
                             <tr>
@@ -261,6 +262,7 @@ fn Organizations() -> impl IntoView {
                                 .collect_view()}
                         </tbody>
                     </table>
+                    </div>
                 }
             },
         )}
@@ -751,6 +753,7 @@ fn Connections() -> impl IntoView {
                     <p class="muted">
                         "A ticket is verified against the Duo account of the organization its PSA company maps to."
                     </p>
+                    <div class="table-scroll">
                     <table data-testid="mappings">
                         <thead>
                             <tr>
@@ -800,6 +803,7 @@ fn Connections() -> impl IntoView {
                                 .collect_view()}
                         </tbody>
                     </table>
+                    </div>
                     <div data-testid="mapping-removed">
                         <FormStatus reply=unmap_reply />
                     </div>
@@ -1130,6 +1134,7 @@ fn Users() -> impl IntoView {
             settings,
             move |s: SettingsView| {
                 view! {
+                    <div class="table-scroll">
                     <table data-testid="users">
                         <thead>
                             <tr>
@@ -1149,6 +1154,7 @@ fn Users() -> impl IntoView {
                                 .collect_view()}
                         </tbody>
                     </table>
+                    </div>
                 }
             },
         )}

@@ -235,6 +235,7 @@ fn StatusTimeline(history: RwSignal<Vec<AttemptRow>>) -> impl IntoView {
                         }
                     })
             }}
+            <div class="table-scroll">
             <table>
                 <thead>
                     <tr>
@@ -261,6 +262,7 @@ fn StatusTimeline(history: RwSignal<Vec<AttemptRow>>) -> impl IntoView {
                     />
                 </tbody>
             </table>
+            </div>
         </Show>
     }
 }
