@@ -1308,17 +1308,17 @@ impl AdminBackend for AdminService {
             .update_user(id, None, Some(&hash), &audit)
             .await
             .map_err(internal)?;
+        let done = FormReply::done(format!("Set a new password for {}.", user.username));
         // The new password ends the user's other sessions; an admin setting their own stays
         // signed in here.
         if id == admin.id {
-            if let Some(me) = self.store.user_by_id(id).await.map_err(internal)? {
-                auth::begin_session(session, &me).await.map_err(internal)?;
-            }
+            let me = UserRecord {
+                password_hash: hash,
+                ..user
+            };
+            auth::begin_session(session, &me).await.map_err(internal)?;
         }
-        Ok(FormReply::done(format!(
-            "Set a new password for {}.",
-            user.username
-        )))
+        Ok(done)
     }
 
     async fn audit(&self, session: &Session, query: &AuditQuery) -> BackendResult<AuditListing> {

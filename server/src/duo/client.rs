@@ -181,10 +181,7 @@ pub fn parse_api_host(api_host: &str) -> Result<(String, String), DuoError> {
         format!("https://{trimmed}")
     };
     let url = url::Url::parse(&with_scheme).map_err(|_| invalid())?;
-    if url.path() != "/" || url.query().is_some() {
-        return Err(invalid());
-    }
-    if !crate::http::secure_or_local(&url) {
+    if !crate::http::secure_or_local(&url) || url.path() != "/" || url.query().is_some() {
         return Err(invalid());
     }
     let host = url.host_str().ok_or_else(invalid)?;

@@ -246,11 +246,11 @@ impl Flow {
         policy: &Policy,
         now: i64,
     ) -> Result<Option<(i64, i64)>, FlowError> {
-        let Some(at) = self.store.last_approval(case_id).await? else {
-            return Ok(None);
-        };
-        let until = at + policy.verified_minutes * 60;
-        Ok((now < until).then_some((at, until)))
+        Ok(self
+            .store
+            .last_approval(case_id)
+            .await?
+            .and_then(|at| approval_window(at, policy, now)))
     }
 
     /// Until when (as pages show it) the newest approval among `attempts` counts, while it does.
@@ -269,9 +269,9 @@ impl Flow {
         ) else {
             return Ok(None);
         };
-        let until = at + self.policy(org).await?.verified_minutes * 60;
         let now = now();
-        Ok((now < until).then(|| rules::clock(until, now)))
+        Ok(approval_window(at, &self.policy(org).await?, now)
+            .map(|(_, until)| rules::clock(until, now)))
     }
 
     /// The pushes asked for on a case, newest first, as pages show them; the newest approval
@@ -865,6 +865,12 @@ fn audit_entry(
         detail: detail.map(Into::into),
         ..Default::default()
     }
+}
+
+/// An approval answered at `at` and until when it counts, while it still does at `now`.
+fn approval_window(at: i64, policy: &Policy, now: i64) -> Option<(i64, i64)> {
+    let until = at + policy.verified_minutes * 60;
+    (now < until).then_some((at, until))
 }
 
 /// When (Unix seconds) an attempt was answered: its finish, or its start for one that has none.

@@ -93,10 +93,6 @@ impl Directory {
         directory
     }
 
-    pub fn users(&self) -> &[Candidate] {
-        &self.users
-    }
-
     pub fn len(&self) -> usize {
         self.users.len()
     }
@@ -109,7 +105,7 @@ impl Directory {
     /// contact's e-mail; failing any, those whose first and last name, or whose real name,
     /// fold to the contact's. Exactly one is a match.
     pub fn find(&self, contact: &ContactIdentity) -> MatchResult {
-        let found = |hits: Vec<usize>, by: MatchBy| match hits.as_slice() {
+        let found = |hits: &[usize], by: MatchBy| match hits {
             [] => None,
             [one] => Some(MatchResult::One {
                 user: self.users[*one].clone(),
@@ -121,7 +117,7 @@ impl Directory {
             }),
         };
         if let Some(email) = folded_nonempty(contact.email.as_deref()) {
-            let hits = self.by_address.get(&email).cloned().unwrap_or_default();
+            let hits = self.by_address.get(&email).map_or(&[][..], Vec::as_slice);
             if let Some(result) = found(hits, MatchBy::Email) {
                 return result;
             }
@@ -143,7 +139,7 @@ impl Directory {
             .collect();
         hits.sort_unstable();
         hits.dedup();
-        found(hits, MatchBy::Name).unwrap_or(MatchResult::None)
+        found(&hits, MatchBy::Name).unwrap_or(MatchResult::None)
     }
 }
 
